@@ -1,0 +1,60 @@
+# npcnn — the two commands of the quick start are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: install run dev test test-fast lint format bench train data clean browser
+
+# Create the virtual environment and install everything once (re-done when the requirements change).
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+# Serve the app with a production WSGI server (waitress).
+run: install
+	$(PY) app.py --production --host $(HOST) --port $(PORT)
+
+# Serve the app with Flask's development server (auto-reload, debugger off).
+dev: install
+	$(PY) app.py --host $(HOST) --port $(PORT)
+
+# Debian's Chromium for the browser tests; installed when missing and we are root, otherwise those tests skip.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+
+# The whole suite: both kernel backends, real MNIST, the shipped model, the API and a real browser.
+test: install browser
+	$(PY) -m pytest -n 2 --dist loadfile -q
+
+# Only the quick tests (no real MNIST, no browser).
+test-fast: install
+	$(PY) -m pytest -n 2 -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+data: install
+	$(PY) -m npcnn.data
+
+train: install
+	$(PY) train_model.py
+
+bench: install
+	$(PY) benchmarks/bench_train.py --arch keras-small --backend numba
+	$(PY) benchmarks/bench_train.py --arch keras-small --backend numpy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

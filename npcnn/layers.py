@@ -1,0 +1,335 @@
+"""The layers of a CNN, each with a forward pass and the backward pass that differentiates it.
+
+Every layer follows one small protocol:
+
+- ``build(input_shape, rng, dtype) -> output_shape`` creates the parameters (shapes exclude the batch);
+- ``forward(x, training) -> y`` computes the output and remembers what ``backward`` needs;
+- ``backward(grad_y) -> grad_x`` takes dL/dy and returns dL/dx, storing dL/dparam in ``grads``;
+- ``params`` / ``grads`` map a name to an array; ``buffers`` holds non-trained state (BatchNorm's
+  running statistics); ``config()`` gives the constructor arguments, so a model can be saved as JSON.
+
+Images are NCHW: ``(batch, channels, height, width)``.  ``npcnn.gradcheck`` checks every backward
+pass here against finite differences.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import kernels
+
+Shape = tuple[int, ...]
+
+
+class Layer:
+    """Base class: a layer without parameters that passes its input through unchanged."""
+
+    def __init__(self) -> None:
+        self.name: str = type(self).__name__.lower()
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+        """Create parameters for inputs of ``input_shape`` (no batch axis); return the output shape."""
+        return input_shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's keyword arguments (saved as JSON with the model)."""
+        return {}
+
+    def parameter_count(self) -> int:
+        return sum(p.size for p in self.params.values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _he_normal(rng: np.random.Generator, shape: Shape, fan_in: int, dtype: type) -> np.ndarray:
+    """He initialisation for ReLU networks: N(0, 2 / fan_in)."""
+    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+class Conv2D(Layer):
+    """2-D convolution as one matrix product (im2col + GEMM).
+
+    With ``cols = im2col(x)`` of shape ``(N*OH*OW, C*k*k)`` and the filters flattened to
+    ``W_mat`` of shape ``(F, C*k*k)``::
+
+        forward:   Y = cols @ W_mat.T + b               (N*OH*OW, F), reshaped to (N, F, OH, OW)
+        backward:  dW_mat = dY.T @ cols                 (F, C*k*k)
+                   db     = sum of dY over its rows     (F,)
+                   dcols  = dY @ W_mat                  (N*OH*OW, C*k*k), then col2im -> dx
+
+    ``padding`` is ``"valid"`` (none), ``"same"`` (output size = ceil(input / stride); odd kernels)
+    or a number of zero pixels on every side.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: str | int = "valid",
+    ) -> None:
+        super().__init__()
+        if padding == "same" and kernel_size % 2 == 0:
+            raise ValueError("padding='same' needs an odd kernel_size")
+        if not (padding in ("valid", "same") or (isinstance(padding, int) and padding >= 0)):
+            raise ValueError(f"padding must be 'valid', 'same' or an int >= 0, not {padding!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.pad = {"valid": 0, "same": (kernel_size - 1) // 2}.get(padding, padding)
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+        c, h, w = input_shape
+        if c != self.in_channels:
+            raise ValueError(f"{self.name}: expects {self.in_channels} input channels, got {c}")
+        k, f = self.kernel_size, self.out_channels
+        self.params["W"] = _he_normal(rng, (f, c, k, k), fan_in=c * k * k, dtype=dtype)
+        self.params["b"] = np.zeros(f, dtype=dtype)
+        oh = (h + 2 * self.pad - k) // self.stride + 1
+        ow = (w + 2 * self.pad - k) // self.stride + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{self.name}: a {k}x{k} kernel does not fit a {h}x{w} input")
+        return (f, oh, ow)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        n, _, h, w = x.shape
+        k, s, p, f = self.kernel_size, self.stride, self.pad, self.out_channels
+        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        cols = kernels.im2col(x, k, k, s, p)  # (N*OH*OW, C*k*k)
+        w_mat = self.params["W"].reshape(f, -1)  # (F, C*k*k)
+        y = cols @ w_mat.T  # (N*OH*OW, F)
+        y += self.params["b"]
+        self._cache = (x.shape, cols)
+        # A view, no copy: the memory stays "channels last", which is what the next im2col and
+        # the backward GEMMs read fastest.
+        return y.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)  # (N, F, OH, OW)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x_shape, cols = self._cache
+        k, s, p, f = self.kernel_size, self.stride, self.pad, self.out_channels
+        grad_y = grad_out.transpose(0, 2, 3, 1).reshape(-1, f)  # (N*OH*OW, F)
+        w_mat = self.params["W"].reshape(f, -1)  # (F, C*k*k)
+        self.grads["W"] = (grad_y.T @ cols).reshape(self.params["W"].shape)
+        self.grads["b"] = grad_y.sum(axis=0)
+        grad_cols = grad_y @ w_mat  # (N*OH*OW, C*k*k)
+        return kernels.col2im(grad_cols, x_shape, k, k, s, p)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "padding": self.padding,
+        }
+
+
+class MaxPool2D(Layer):
+    """Max pooling: each output is the largest input of its ``size x size`` window.
+
+    The derivative of ``max`` is 1 for the winning input and 0 for the others, so ``backward``
+    routes each output gradient to the arg-max of its window only (recorded in ``forward``).
+    Rows or columns left over when the window does not tile the input get no gradient.
+    """
+
+    def __init__(self, size: int = 2, stride: int | None = None) -> None:
+        super().__init__()
+        self.size = size
+        self.stride = stride or size
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+        c, h, w = input_shape
+        if h < self.size or w < self.size:
+            raise ValueError(f"{self.name}: a {self.size}x{self.size} window exceeds {h}x{w}")
+        return (c, (h - self.size) // self.stride + 1, (w - self.size) // self.stride + 1)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        out, argmax = kernels.maxpool_forward(x, self.size, self.stride)
+        self._cache = (x.shape, argmax)
+        return out
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x_shape, argmax = self._cache
+        return kernels.maxpool_backward(grad_out, argmax, x_shape, self.size, self.stride)
+
+    def config(self) -> dict[str, Any]:
+        return {"size": self.size, "stride": self.stride}
+
+
+class Dense(Layer):
+    """Fully connected: ``y = x @ W + b`` with ``W`` of shape ``(in_features, out_features)``.
+
+    backward: ``dW = x.T @ dy``, ``db = sum(dy over the batch)``, ``dx = dy @ W.T``.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+        if input_shape != (self.in_features,):
+            raise ValueError(f"{self.name}: expects ({self.in_features},) inputs, got {input_shape}")
+        shape = (self.in_features, self.out_features)
+        self.params["W"] = _he_normal(rng, shape, fan_in=self.in_features, dtype=dtype)
+        self.params["b"] = np.zeros(self.out_features, dtype=dtype)
+        return (self.out_features,)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._x = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        self.grads["W"] = self._x.T @ grad_out
+        self.grads["b"] = grad_out.sum(axis=0)
+        return grad_out @ self.params["W"].T
+
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features}
+
+
+class ReLU(Layer):
+    """``y = max(x, 0)``; its derivative is 1 where ``x > 0`` and 0 elsewhere."""
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        y = np.maximum(x, 0)
+        self._positive = y > 0
+        return y
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return grad_out * self._positive
+
+
+class Flatten(Layer):
+    """``(N, C, H, W) -> (N, C*H*W)``; backward reshapes the gradient back."""
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+        return (math.prod(input_shape),)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return grad_out.reshape(self._shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each value with probability ``rate`` and scale the
+    survivors by ``1 / (1 - rate)`` so the expected output equals the input; in eval mode it is the
+    identity.  The mask comes from ``self.rng`` (the model's generator, set in ``build``)."""
+
+    def __init__(self, rate: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), not {rate}")
+        self.rate = rate
+        self.rng = np.random.default_rng(0)
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+        self.rng = rng
+        return input_shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=np.float32) >= self.rate
+        self._mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.rate)
+        return x * self._mask
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return grad_out if self._mask is None else grad_out * self._mask
+
+    def config(self) -> dict[str, Any]:
+        return {"rate": self.rate}
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over the batch (and, for images, the spatial axes) of each channel.
+
+    Training, per channel with the batch mean ``mu`` and variance ``var``::
+
+        x_hat = (x - mu) / sqrt(var + eps)          y = gamma * x_hat + beta
+        dx = (1 / sqrt(var + eps)) * (g - mean(g) - x_hat * mean(g * x_hat)),   g = dy * gamma
+
+    Running averages of ``mu`` and ``var`` (momentum ``momentum``) replace them in eval mode, where
+    the layer is a fixed affine map.  Works for ``(N, C)`` (after Dense) and ``(N, C, H, W)``.
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.momentum = momentum
+        self.eps = eps
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+        if input_shape[0] != self.num_features:
+            raise ValueError(f"{self.name}: expects {self.num_features} channels, got {input_shape}")
+        c = self.num_features
+        self.params["gamma"] = np.ones(c, dtype=dtype)
+        self.params["beta"] = np.zeros(c, dtype=dtype)
+        self.buffers["running_mean"] = np.zeros(c, dtype=dtype)
+        self.buffers["running_var"] = np.ones(c, dtype=dtype)
+        return input_shape
+
+    def _axes_and_shape(self, x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The axes to average over, and the shape that broadcasts a per-channel vector."""
+        if x.ndim == 4:
+            return (0, 2, 3), (1, -1, 1, 1)
+        return (0,), (1, -1)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        axes, shape = self._axes_and_shape(x)
+        if training:
+            mean = x.mean(axis=axes)
+            var = x.var(axis=axes)
+            count = x.size // self.num_features
+            m = self.momentum
+            self.buffers["running_mean"] *= m
+            self.buffers["running_mean"] += (1 - m) * mean
+            self.buffers["running_var"] *= m
+            self.buffers["running_var"] += (1 - m) * var * (count / max(count - 1, 1))
+        else:
+            mean, var = self.buffers["running_mean"], self.buffers["running_var"]
+        inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
+        x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+        self._cache = (x_hat, inv_std, training)
+        return x_hat * self.params["gamma"].reshape(shape) + self.params["beta"].reshape(shape)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x_hat, inv_std, training = self._cache
+        axes, shape = self._axes_and_shape(grad_out)
+        self.grads["gamma"] = (grad_out * x_hat).sum(axis=axes)
+        self.grads["beta"] = grad_out.sum(axis=axes)
+        g = grad_out * self.params["gamma"].reshape(shape)
+        if not training:  # fixed statistics: a per-channel scale
+            return g * inv_std.reshape(shape)
+        g_mean = g.mean(axis=axes, keepdims=True)
+        g_xhat_mean = (g * x_hat).mean(axis=axes, keepdims=True)
+        return (g - g_mean - x_hat * g_xhat_mean) * inv_std.reshape(shape)
+
+    def config(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (Conv2D, MaxPool2D, Dense, ReLU, Flatten, Dropout, BatchNorm)
+}
