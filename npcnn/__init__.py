@@ -16,12 +16,39 @@ from .layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from .losses import SoftmaxCrossEntropy, softmax
 from .model import Sequential
 from .optimizers import SGD, Adam, CosineLR, OneCycleLR, StepLR
+from .threads import set_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SGD", "Adam", "BatchNorm", "Conv2D", "CosineLR", "DataError", "Dense", "Dropout", "Flatten",
-    "ImageError", "MaxPool2D", "ModelFileError", "NoInkError", "NpcnnError", "OneCycleLR", "ReLU",
-    "Sequential", "SoftmaxCrossEntropy", "StepLR", "get_backend", "gradcheck", "kernels",
-    "layers", "load", "losses", "optimizers", "save", "set_backend", "softmax",
+    "SGD",
+    "Adam",
+    "BatchNorm",
+    "Conv2D",
+    "CosineLR",
+    "DataError",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "ImageError",
+    "MaxPool2D",
+    "ModelFileError",
+    "NoInkError",
+    "NpcnnError",
+    "OneCycleLR",
+    "ReLU",
+    "Sequential",
+    "SoftmaxCrossEntropy",
+    "StepLR",
+    "get_backend",
+    "gradcheck",
+    "kernels",
+    "layers",
+    "load",
+    "losses",
+    "optimizers",
+    "save",
+    "set_backend",
+    "set_threads",
+    "softmax",
 ]

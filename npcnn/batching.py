@@ -52,20 +52,24 @@ def prefetch(items: Iterable[Batch], depth: int = 2) -> Iterator[Batch]:
     stop = threading.Event()
     done = object()
 
+    def hand_over(item: object) -> bool:
+        """Queue ``item`` unless told to stop; True if it was delivered."""
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(item):
                     return
-            buffer.put(done)
+            hand_over(done)
         except BaseException as error:  # handed to the consumer
-            buffer.put(error)
+            hand_over(error)
 
     worker = threading.Thread(target=produce, daemon=True, name="npcnn-prefetch")
     worker.start()
@@ -77,5 +81,6 @@ def prefetch(items: Iterable[Batch], depth: int = 2) -> Iterator[Batch]:
             if isinstance(item, BaseException):
                 raise item
             yield item
-    finally:
+    finally:  # also when the consumer leaves early: stop the worker and wait for it
         stop.set()
+        worker.join(timeout=5.0)

@@ -58,15 +58,18 @@ def array_to_json(array: np.ndarray) -> dict[str, Any]:
     return json.loads(array.tobytes().decode("utf-8"))
 
 
-def model_arrays(model: Sequential, metadata: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+def model_arrays(
+    model: Sequential, metadata: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
     """The header and every parameter/buffer of ``model``, as a dict of arrays."""
     header = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "input_shape": list(model.input_shape),
         "dtype": model.dtype.name,
-        "layers": [{"type": type(layer).__name__, "config": layer.config()}
-                   for layer in model.layers],
+        "layers": [
+            {"type": type(layer).__name__, "config": layer.config()} for layer in model.layers
+        ],
         "metadata": metadata if metadata is not None else model.metadata,
     }
     arrays = {HEADER_KEY: json_to_array(header)}
@@ -94,7 +97,9 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, EOFError) as error:
-        raise ModelFileError(f"{path} is truncated or corrupt (not a valid .npz): {error}") from None
+        raise ModelFileError(
+            f"{path} is truncated or corrupt (not a valid .npz): {error}"
+        ) from None
     except ValueError as error:
         raise ModelFileError(f"{path} is not a valid npcnn model file: {error}") from None
     except (OSError, zipfile.LargeZipFile, KeyError) as error:
@@ -112,12 +117,17 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "model") -> S
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{source} is not an npcnn model file")
     if header.get("version") != FORMAT_VERSION:
-        raise ModelFileError(f"{source} has format version {header.get('version')!r}; "
-                             f"this npcnn reads version {FORMAT_VERSION}")
+        raise ModelFileError(
+            f"{source} has format version {header.get('version')!r}; "
+            f"this npcnn reads version {FORMAT_VERSION}"
+        )
     try:
         layers = [LAYER_TYPES[spec["type"]](**spec["config"]) for spec in header["layers"]]
-        model = Sequential(layers, input_shape=tuple(header["input_shape"]),
-                           dtype=np.dtype(header.get("dtype", "float32")).type)
+        model = Sequential(
+            layers,
+            input_shape=tuple(header["input_shape"]),
+            dtype=np.dtype(header.get("dtype", "float32")).type,
+        )
     except KeyError as error:
         raise ModelFileError(f"{source}: unknown layer type or missing field {error}") from None
     except (TypeError, ValueError) as error:
@@ -130,8 +140,10 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "model") -> S
                     raise ModelFileError(f"{source}: missing array {key!r} ({layer.name}.{name})")
                 value = arrays[key]
                 if value.shape != expected.shape:
-                    raise ModelFileError(f"{source}: {key!r} has shape {value.shape}, "
-                                         f"the architecture needs {expected.shape}")
+                    raise ModelFileError(
+                        f"{source}: {key!r} has shape {value.shape}, "
+                        f"the architecture needs {expected.shape}"
+                    )
                 if value.dtype.kind != "f" or not np.isfinite(value).all():
                     raise ModelFileError(f"{source}: {key!r} is not a finite float array")
                 store[name] = value.astype(model.dtype)

@@ -33,7 +33,9 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+    def build(
+        self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
+    ) -> Shape:
         """Create parameters for inputs of ``input_shape`` (no batch axis); return the output shape."""
         return input_shape
 
@@ -95,7 +97,9 @@ class Conv2D(Layer):
         self.padding = padding
         self.pad = {"valid": 0, "same": (kernel_size - 1) // 2}.get(padding, padding)
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+    def build(
+        self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
+    ) -> Shape:
         c, h, w = input_shape
         if c != self.in_channels:
             raise ValueError(f"{self.name}: expects {self.in_channels} input channels, got {c}")
@@ -154,7 +158,9 @@ class MaxPool2D(Layer):
         self.size = size
         self.stride = stride or size
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+    def build(
+        self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
+    ) -> Shape:
         c, h, w = input_shape
         if h < self.size or w < self.size:
             raise ValueError(f"{self.name}: a {self.size}x{self.size} window exceeds {h}x{w}")
@@ -184,9 +190,13 @@ class Dense(Layer):
         self.in_features = in_features
         self.out_features = out_features
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+    def build(
+        self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
+    ) -> Shape:
         if input_shape != (self.in_features,):
-            raise ValueError(f"{self.name}: expects ({self.in_features},) inputs, got {input_shape}")
+            raise ValueError(
+                f"{self.name}: expects ({self.in_features},) inputs, got {input_shape}"
+            )
         shape = (self.in_features, self.out_features)
         self.params["W"] = _he_normal(rng, shape, fan_in=self.in_features, dtype=dtype)
         self.params["b"] = np.zeros(self.out_features, dtype=dtype)
@@ -220,7 +230,9 @@ class ReLU(Layer):
 class Flatten(Layer):
     """``(N, C, H, W) -> (N, C*H*W)``; backward reshapes the gradient back."""
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+    def build(
+        self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
+    ) -> Shape:
         return (math.prod(input_shape),)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -243,7 +255,9 @@ class Dropout(Layer):
         self.rate = rate
         self.rng = np.random.default_rng(0)
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+    def build(
+        self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
+    ) -> Shape:
         self.rng = rng
         return input_shape
 
@@ -280,9 +294,13 @@ class BatchNorm(Layer):
         self.momentum = momentum
         self.eps = eps
 
-    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32) -> Shape:
+    def build(
+        self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
+    ) -> Shape:
         if input_shape[0] != self.num_features:
-            raise ValueError(f"{self.name}: expects {self.num_features} channels, got {input_shape}")
+            raise ValueError(
+                f"{self.name}: expects {self.num_features} channels, got {input_shape}"
+            )
         c = self.num_features
         self.params["gamma"] = np.ones(c, dtype=dtype)
         self.params["beta"] = np.zeros(c, dtype=dtype)

@@ -147,10 +147,19 @@ class Sequential:
                     correct, seen = correct + hits, seen + len(yb)
                     rate = seen / max(time.perf_counter() - started, 1e-9)
                     bar.update(len(yb))
-                    bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
-                                    img_s=f"{rate:.0f}", refresh=False)
-            metrics = {"epoch": epoch + 1, "loss": total_loss / seen, "accuracy": correct / seen,
-                       "lr": optimizer.lr, "seconds": time.perf_counter() - started}
+                    bar.set_postfix(
+                        loss=f"{total_loss / seen:.4f}",
+                        acc=f"{correct / seen:.4f}",
+                        img_s=f"{rate:.0f}",
+                        refresh=False,
+                    )
+            metrics = {
+                "epoch": epoch + 1,
+                "loss": total_loss / seen,
+                "accuracy": correct / seen,
+                "lr": optimizer.lr,
+                "seconds": time.perf_counter() - started,
+            }
             metrics["images_per_second"] = seen / metrics["seconds"]
             if validation_data is not None:
                 val = self.evaluate(*validation_data)
@@ -169,8 +178,10 @@ class Sequential:
         if x.ndim == len(self.input_shape):  # one example without the batch axis
             x = x[None]
         if x.shape[1:] != self.input_shape:
-            raise ValueError(f"expected inputs of shape (N, {', '.join(map(str, self.input_shape))})"
-                             f", got {x.shape}")
+            raise ValueError(
+                f"expected inputs of shape (N, {', '.join(map(str, self.input_shape))})"
+                f", got {x.shape}"
+            )
         if x.dtype == np.uint8:
             return x.astype(self.dtype) / self.dtype.type(255)
         return x.astype(self.dtype, copy=False)
@@ -190,9 +201,7 @@ class Sequential:
         """Class probabilities ``(N, classes)`` (softmax of the logits), eval mode."""
         return softmax(self.predict_logits(x, batch_size))
 
-    def evaluate(
-        self, x: np.ndarray, y: np.ndarray, batch_size: int = 500
-    ) -> dict[str, float]:
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> dict[str, float]:
         """Mean cross-entropy loss and accuracy on ``(x, y)``, eval mode."""
         logits = self.predict_logits(x, batch_size)
         y = np.asarray(y, dtype=np.int64)
@@ -224,17 +233,24 @@ class Sequential:
         """A table of layers, output shapes and parameter counts (like Keras); also returned."""
         rows = [("Layer (type)", "Output shape", "Params")]
         for layer, shape in zip(self.layers, self.output_shapes, strict=True):
-            rows.append((f"{layer.name} ({type(layer).__name__})", str((None, *shape)),
-                         f"{layer.parameter_count():,}"))
+            rows.append(
+                (
+                    f"{layer.name} ({type(layer).__name__})",
+                    str((None, *shape)),
+                    f"{layer.parameter_count():,}",
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         line = "-" * (sum(widths) + 6)
 
         def fmt(r: tuple[str, str, str]) -> str:
             return f"{r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:>{widths[2]}}"
 
-        text = "\n".join([line, fmt(rows[0]), line.replace("-", "=")]
-                         + [fmt(r) for r in rows[1:]]
-                         + [line, f"Total params: {self.parameter_count():,}", line])
+        text = "\n".join(
+            [line, fmt(rows[0]), line.replace("-", "=")]
+            + [fmt(r) for r in rows[1:]]
+            + [line, f"Total params: {self.parameter_count():,}", line]
+        )
         print_fn(text)
         return text
 
@@ -279,9 +295,11 @@ class _progress:
 
 
 def _describe(metrics: dict[str, float]) -> str:
-    text = (f"epoch {metrics['epoch']}: loss {metrics['loss']:.4f} acc {metrics['accuracy']:.4f}"
-            f" | {metrics['seconds']:.1f}s {metrics['images_per_second']:.0f} img/s"
-            f" lr {metrics['lr']:.2e}")
+    text = (
+        f"epoch {metrics['epoch']}: loss {metrics['loss']:.4f} acc {metrics['accuracy']:.4f}"
+        f" | {metrics['seconds']:.1f}s {metrics['images_per_second']:.0f} img/s"
+        f" lr {metrics['lr']:.2e}"
+    )
     if "val_accuracy" in metrics:
         text += f" | val_loss {metrics['val_loss']:.4f} val_acc {metrics['val_accuracy']:.4f}"
     return text

@@ -84,9 +84,9 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with bias correction and optional decoupled weight decay (AdamW)::
 
-        m <- b1 * m + (1 - b1) * g            v <- b2 * v + (1 - b2) * g^2
-        m_hat = m / (1 - b1^t)                v_hat = v / (1 - b2^t)
-        w <- w - lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * w)
+    m <- b1 * m + (1 - b1) * g            v <- b2 * v + (1 - b2) * g^2
+    m_hat = m / (1 - b1^t)                v_hat = v / (1 - b2^t)
+    w <- w - lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * w)
     """
 
     state_names = ("m", "v")

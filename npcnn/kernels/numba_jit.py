@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _im2col(x, kh, kw, stride, pad, oh, ow):
     n, c, h, w = x.shape
     cols = np.empty((n * oh * ow, c * kh * kw), dtype=x.dtype)
@@ -37,7 +37,7 @@ def _im2col(x, kh, kw, stride, pad, oh, ow):
     return cols
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _col2im(cols, n, c, h, w, kh, kw, stride, pad, oh, ow):
     grad_x = np.zeros((n, c, h, w), dtype=cols.dtype)
     for b in prange(n):
@@ -56,7 +56,7 @@ def _col2im(cols, n, c, h, w, kh, kw, stride, pad, oh, ow):
     return grad_x
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _maxpool_forward(x, size, stride, oh, ow):
     n, c, _, _ = x.shape
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
@@ -78,7 +78,7 @@ def _maxpool_forward(x, size, stride, oh, ow):
     return out, argmax
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _maxpool_backward(grad_out, argmax, h, w, size, stride):
     n, c, oh, ow = grad_out.shape
     grad_x = np.zeros((n, c, h, w), dtype=grad_out.dtype)

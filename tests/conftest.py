@@ -1,0 +1,47 @@
+"""Shared fixtures: run kernel and layer tests on every available backend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import npcnn
+from npcnn import kernels
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_WEIGHTS = ROOT / "weights" / "mnist_cnn.npz"
+
+# The `backend` fixture is set once per test and is the same for all of hypothesis's examples.
+_quiet = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+# Test workers run side by side (pytest -n 2): one maths thread each, or they fight for the cores.
+npcnn.set_threads(1)
+
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, print_blob=True, suppress_health_check=_quiet
+)
+settings.register_profile("dev", deadline=None, suppress_health_check=_quiet)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(params=kernels.available_backends())
+def backend(request: pytest.FixtureRequest):
+    """Runs the test once per backend (numpy, and numba where installed)."""
+    previous = kernels.get_backend()
+    kernels.set_backend(request.param)
+    yield request.param
+    kernels.set_backend(previous)
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> npcnn.Sequential:
+    """The committed, trained model."""
+    return npcnn.load(SHIPPED_WEIGHTS)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
