@@ -35,7 +35,7 @@ from npcnn.optimizers import Adam, CosineLR, OneCycleLR, StepLR
 
 DEFAULTS: dict[str, Any] = {
     "arch": "shipped",
-    "epochs": 16,
+    "epochs": 20,
     "batch_size": 128,
     "lr": 3e-3,
     "schedule": "onecycle",

@@ -277,7 +277,7 @@ class Dropout(Layer):
 
 
 class BatchNorm(Layer):
-    """Batch normalisation over the batch (and, for images, the spatial axes) of each channel.
+    """Batch normalisation of each channel over the batch (and, for images, over every pixel).
 
     Training, per channel with the batch mean ``mu`` and variance ``var``::
 
@@ -285,7 +285,9 @@ class BatchNorm(Layer):
         dx = (1 / sqrt(var + eps)) * (g - mean(g) - x_hat * mean(g * x_hat)),   g = dy * gamma
 
     Running averages of ``mu`` and ``var`` (momentum ``momentum``) replace them in eval mode, where
-    the layer is a fixed affine map.  Works for ``(N, C)`` (after Dense) and ``(N, C, H, W)``.
+    the layer is a fixed affine map.  For images ``(N, C, H, W)`` every pixel of a channel is one
+    more sample of it, so we view them as a ``(N*H*W, C)`` table and normalise its columns exactly
+    as after a Dense layer (the view is free for the channels-last memory Conv2D produces).
     """
 
     def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5) -> None:
@@ -308,18 +310,27 @@ class BatchNorm(Layer):
         self.buffers["running_var"] = np.ones(c, dtype=dtype)
         return input_shape
 
-    def _axes_and_shape(self, x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """The axes to average over, and the shape that broadcasts a per-channel vector."""
-        if x.ndim == 4:
-            return (0, 2, 3), (1, -1, 1, 1)
-        return (0,), (1, -1)
+    @staticmethod
+    def _as_table(x: np.ndarray) -> np.ndarray:
+        """``(N, C)`` stays; ``(N, C, H, W)`` becomes ``(N*H*W, C)``: one row per sample."""
+        if x.ndim == 2:
+            return x
+        return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+    @staticmethod
+    def _from_table(table: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """The inverse of ``_as_table`` (a view, channels-last in memory)."""
+        if len(shape) == 2:
+            return table
+        n, c, h, w = shape
+        return table.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        axes, shape = self._axes_and_shape(x)
+        table = self._as_table(x)  # (samples, C)
         if training:
-            mean = x.mean(axis=axes)
-            var = x.var(axis=axes)
-            count = x.size // self.num_features
+            mean = table.mean(axis=0)
+            var = table.var(axis=0)
+            count = table.shape[0]
             m = self.momentum
             self.buffers["running_mean"] *= m
             self.buffers["running_mean"] += (1 - m) * mean
@@ -328,21 +339,21 @@ class BatchNorm(Layer):
         else:
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
         inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
-        x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-        self._cache = (x_hat, inv_std, training)
-        return x_hat * self.params["gamma"].reshape(shape) + self.params["beta"].reshape(shape)
+        x_hat = (table - mean) * inv_std
+        self._cache = (x_hat, inv_std, training, x.shape)
+        return self._from_table(x_hat * self.params["gamma"] + self.params["beta"], x.shape)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x_hat, inv_std, training = self._cache
-        axes, shape = self._axes_and_shape(grad_out)
-        self.grads["gamma"] = (grad_out * x_hat).sum(axis=axes)
-        self.grads["beta"] = grad_out.sum(axis=axes)
-        g = grad_out * self.params["gamma"].reshape(shape)
+        x_hat, inv_std, training, shape = self._cache
+        grad = self._as_table(grad_out)  # (samples, C)
+        self.grads["gamma"] = (grad * x_hat).sum(axis=0)
+        self.grads["beta"] = grad.sum(axis=0)
+        g = grad * self.params["gamma"]
         if not training:  # fixed statistics: a per-channel scale
-            return g * inv_std.reshape(shape)
-        g_mean = g.mean(axis=axes, keepdims=True)
-        g_xhat_mean = (g * x_hat).mean(axis=axes, keepdims=True)
-        return (g - g_mean - x_hat * g_xhat_mean) * inv_std.reshape(shape)
+            return self._from_table(g * inv_std, shape)
+        g_mean = self.grads["beta"] * self.params["gamma"] / g.shape[0]
+        g_xhat_mean = self.grads["gamma"] * self.params["gamma"] / g.shape[0]
+        return self._from_table((g - g_mean - x_hat * g_xhat_mean) * inv_std, shape)
 
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
