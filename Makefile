@@ -31,7 +31,7 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
 
 # The whole suite: both kernel backends, real MNIST, the shipped model, the API and a real browser.
-test: install browser
+test: install browser data
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 # Only the quick tests (no real MNIST, no browser).

@@ -571,10 +571,7 @@ def test_mnist_test_digits_on_white_paper_are_recognised(client) -> None:
     """Real MNIST test digits, upscaled to 280 x 280, dark ink on white: like a drawing."""
     from npcnn.data import load_mnist
 
-    try:
-        _, (x_test, y_test) = load_mnist()
-    except npcnn.errors.DataError as error:
-        pytest.skip(f"MNIST is not available: {error}")
+    _, (x_test, y_test) = load_mnist()
     picks = np.random.default_rng(7).choice(len(x_test), 100, replace=False)
     correct = 0
     for i in picks:

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from npcnn import preprocess as pp
-from npcnn.errors import DataError, ImageError, NoInkError
+from npcnn.errors import ImageError, NoInkError
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "mnist_cnn.npz"
 
@@ -579,18 +579,10 @@ def test_load_image_reduces_big_pictures_by_box_averaging() -> None:
 
 @pytest.fixture(scope="module")
 def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
-    """300 MNIST test digits from across the set (float in [0, 1]) and their labels - from the
-    cache only, never fetched."""
-    try:
-        from npcnn import data
-    except ImportError:
-        pytest.skip("npcnn.data is not available")
-    if not data.cache_file().exists():
-        pytest.skip(f"MNIST is not cached at {data.cache_file()} (run `make data`)")
-    try:
-        (_, _), (x_test, y_test) = data.load_mnist()
-    except DataError as error:
-        pytest.skip(f"MNIST could not be loaded: {error}")
+    """300 MNIST test digits from across the set (float in [0, 1]) and their labels."""
+    from npcnn import data
+
+    (_, _), (x_test, y_test) = data.load_mnist()
     return x_test[::33][:300].astype(np.float32) / 255.0, y_test[::33][:300]
 
 

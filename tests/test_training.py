@@ -1,0 +1,73 @@
+"""train_model.py on real MNIST: a quick run learns, an interrupted run resumes exactly, and the
+shipped model meets its accuracy goal."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import npcnn
+import train_model
+from npcnn.data import load_mnist
+
+pytestmark = pytest.mark.slow
+
+
+def quick_args(tmp_path, name: str, *extra: str) -> list[str]:
+    return [
+        "--arch", "keras-small", "--limit", "6000", "--val-size", "1000", "--batch-size", "100",
+        "--out", str(tmp_path / f"{name}.npz"), "--checkpoint", str(tmp_path / f"{name}_ck.npz"),
+        "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def test_a_short_real_mnist_run_learns(tmp_path):
+    assert train_model.main(quick_args(tmp_path, "smoke", "--epochs", "2", "--no-augment")) == 0
+    model = npcnn.load(tmp_path / "smoke.npz")
+    card = json.loads((tmp_path / "MODEL_CARD.json").read_text())
+    assert card["test"]["accuracy"] >= 0.95, card["test"]["accuracy"]
+    assert model.metadata["metrics"]["test_accuracy"] == card["test"]["accuracy"]
+    assert np.array(card["test"]["confusion_matrix"]).sum() == 10_000
+    assert "python train_model.py" in card["command"]
+    assert "Per-class test accuracy" in (tmp_path / "MODEL_CARD.md").read_text()
+
+
+def test_an_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    """2 epochs in one go == 1 epoch, Ctrl-C, then --resume for the second: identical weights."""
+    assert train_model.main(quick_args(tmp_path, "straight", "--epochs", "2", "--no-card")) == 0
+
+    real_save = train_model.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt  # as if Ctrl-C came right after the first epoch's checkpoint
+
+    monkeypatch.setattr(train_model, "save_checkpoint", save_then_interrupt)
+    args = quick_args(tmp_path, "resumed", "--epochs", "2", "--no-card")
+    assert train_model.main(args) == 130
+    assert not (tmp_path / "resumed.npz").exists()
+    monkeypatch.setattr(train_model, "save_checkpoint", real_save)
+    assert train_model.main([*args, "--resume"]) == 0
+
+    straight = np.load(tmp_path / "straight.npz", allow_pickle=False)
+    resumed = np.load(tmp_path / "resumed.npz", allow_pickle=False)
+    weights = [k for k in straight.files if not k.startswith("__")]
+    assert weights
+    for key in weights:
+        np.testing.assert_array_equal(straight[key], resumed[key], err_msg=key)
+
+
+def test_resume_refuses_other_options(tmp_path, capsys):
+    args = quick_args(tmp_path, "a", "--epochs", "1", "--limit", "500", "--no-card")
+    assert train_model.main(args) == 0
+    assert train_model.main([*args, "--lr", "0.1", "--resume"]) == 2
+    assert "other options" in capsys.readouterr().err
+
+
+def test_the_shipped_model_reaches_its_accuracy_goal(shipped_model):
+    _, (x_test, y_test) = load_mnist()
+    result = shipped_model.evaluate(x_test[:, None], y_test)
+    assert result["accuracy"] >= 0.995, result
+    assert shipped_model.metadata["metrics"]["test_accuracy"] == pytest.approx(result["accuracy"])
