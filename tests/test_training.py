@@ -15,16 +15,17 @@ from npcnn.data import load_mnist
 pytestmark = pytest.mark.slow
 
 
-def quick_args(tmp_path, name: str, *extra: str) -> list[str]:
+def quick_args(tmp_path, name: str, *extra: str, arch: str = "keras-small") -> list[str]:
     return [
-        "--arch", "keras-small", "--limit", "6000", "--val-size", "1000", "--batch-size", "100",
+        "--arch", arch, "--limit", "6000", "--val-size", "1000", "--batch-size", "100",
         "--out", str(tmp_path / f"{name}.npz"), "--checkpoint", str(tmp_path / f"{name}_ck.npz"),
         "--quiet", *extra,
     ]  # fmt: skip
 
 
 def test_a_short_real_mnist_run_learns(tmp_path):
-    assert train_model.main(quick_args(tmp_path, "smoke", "--epochs", "2", "--no-augment")) == 0
+    args = quick_args(tmp_path, "smoke", "--epochs", "2", "--no-augment", arch="shipped")
+    assert train_model.main(args) == 0
     model = npcnn.load(tmp_path / "smoke.npz")
     card = json.loads((tmp_path / "MODEL_CARD.json").read_text())
     assert card["test"]["accuracy"] >= 0.95, card["test"]["accuracy"]
