@@ -8,8 +8,11 @@ Every layer follows one small protocol:
 - ``params`` / ``grads`` map a name to an array; ``buffers`` holds non-trained state (BatchNorm's
   running statistics); ``config()`` gives the constructor arguments, so a model can be saved as JSON.
 
-Images are NCHW: ``(batch, channels, height, width)``.  ``npcnn.gradcheck`` checks every backward
-pass here against finite differences.
+Images are NCHW: ``(batch, channels, height, width)`` -- logically.  In memory the layers keep them
+*channels last* (NHWC): a layer's output is an ``(N, H, W, C)`` array seen through the free view
+``.transpose(0, 3, 1, 2)``, which is what the kernels read and write fastest (see
+``kernels/numpy_ref.py``).  Any layout is accepted as input; ``channels_last`` copies only when it
+must.  ``npcnn.gradcheck`` checks every backward pass here against finite differences.
 """
 
 from __future__ import annotations
@@ -57,21 +60,38 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """``(N, C, H, W) -> (N, H, W, C)``, C-contiguous: free when ``x`` is already stored that way."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def channels_first(x: np.ndarray) -> np.ndarray:
+    """``(N, H, W, C) -> (N, C, H, W)``: a view, no copy."""
+    return x.transpose(0, 3, 1, 2)
+
+
 def _he_normal(rng: np.random.Generator, shape: Shape, fan_in: int, dtype: type) -> np.ndarray:
     """He initialisation for ReLU networks: N(0, 2 / fan_in)."""
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
 
 
 class Conv2D(Layer):
-    """2-D convolution as one matrix product (im2col + GEMM).
+    """2-D convolution as matrix products (im2col + GEMM).
 
-    With ``cols = im2col(x)`` of shape ``(N*OH*OW, C*k*k)`` and the filters flattened to
-    ``W_mat`` of shape ``(F, C*k*k)``::
+    ``cols = im2col(x)`` has one row per output pixel and one column per input value its kernel
+    window sees, ``(N*OH*OW, k*k*C)`` (kernel row, kernel column, channel), plus a last column of
+    ones: the bias is then just the weight of a constant input 1, so one matrix product applies
+    both.  With the filters flattened the same way and the bias appended, ``W_ext = [W_mat | b]``
+    of shape ``(F, k*k*C + 1)``::
 
-        forward:   Y = cols @ W_mat.T + b               (N*OH*OW, F), reshaped to (N, F, OH, OW)
-        backward:  dW_mat = dY.T @ cols                 (F, C*k*k)
-                   db     = sum of dY over its rows     (F,)
-                   dcols  = dY @ W_mat                  (N*OH*OW, C*k*k), then col2im -> dx
+        forward:   Y = cols @ W_ext.T                   (N*OH*OW, F) = (N, OH, OW, F) channels last
+        backward:  dW_ext = dY.T @ cols                 (F, k*k*C + 1): dW and, last column, db
+                   dcols  = dY @ W_mat                  (N*OH*OW, k*k*C), then col2im -> dx
+
+    The kernels (``kernels.conv2d_forward`` / ``conv2d_backward``) work a few images at a time,
+    so that each piece of the column matrix stays in the CPU cache instead of making a round trip
+    through memory, and backward rebuilds the columns rather than keeping them from forward
+    (cheaper than reading them back from memory, and much less memory).
 
     ``padding`` is ``"valid"`` (none), ``"same"`` (output size = ceil(input / stride); odd kernels)
     or a number of zero pixels on every side.
@@ -112,28 +132,32 @@ class Conv2D(Layer):
             raise ValueError(f"{self.name}: a {k}x{k} kernel does not fit a {h}x{w} input")
         return (f, oh, ow)
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        n, _, h, w = x.shape
-        k, s, p, f = self.kernel_size, self.stride, self.pad, self.out_channels
-        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        cols = kernels.im2col(x, k, k, s, p)  # (N*OH*OW, C*k*k)
-        w_mat = self.params["W"].reshape(f, -1)  # (F, C*k*k)
-        y = cols @ w_mat.T  # (N*OH*OW, F)
-        y += self.params["b"]
-        self._cache = (x.shape, cols)
-        # A view, no copy: the memory stays "channels last", which is what the next im2col and
-        # the backward GEMMs read fastest.
-        return y.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)  # (N, F, OH, OW)
+    def _extended_weights(self) -> np.ndarray:
+        """``[W_mat | b]``: the filters as ``(F, k*k*C)`` rows in im2col's column order, then
+        the bias as a last column (a small copy)."""
+        w = self.params["W"]
+        w_ext = np.empty((self.out_channels, w[0].size + 1), dtype=w.dtype)
+        w_ext[:, :-1] = w.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
+        w_ext[:, -1] = self.params["b"]
+        return w_ext
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x_shape, cols = self._cache
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = channels_last(x)  # (N, H, W, C)
+        k, s, p = self.kernel_size, self.stride, self.pad
+        y = kernels.conv2d_forward(x, self._extended_weights(), k, s, p)  # (N, OH, OW, F)
+        self._x = x
+        return channels_first(y)  # (N, F, OH, OW), channels last in memory
+
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dL/dx (``None`` when ``input_grad`` is false: the first layer needs no dL/dx)."""
         k, s, p, f = self.kernel_size, self.stride, self.pad, self.out_channels
-        grad_y = grad_out.transpose(0, 2, 3, 1).reshape(-1, f)  # (N*OH*OW, F)
-        w_mat = self.params["W"].reshape(f, -1)  # (F, C*k*k)
-        self.grads["W"] = (grad_y.T @ cols).reshape(self.params["W"].shape)
-        self.grads["b"] = grad_y.sum(axis=0)
-        grad_cols = grad_y @ w_mat  # (N*OH*OW, C*k*k)
-        return kernels.col2im(grad_cols, x_shape, k, k, s, p)
+        grad_y = channels_last(grad_out)  # (N, OH, OW, F)
+        w_ext = self._extended_weights()
+        grad_ext, grad_x = kernels.conv2d_backward(self._x, grad_y, w_ext, k, s, p, input_grad)
+        dw = grad_ext[:, :-1].reshape(f, k, k, -1).transpose(0, 3, 1, 2)  # (F, C, k, k)
+        self.grads["W"] = np.ascontiguousarray(dw)
+        self.grads["b"] = grad_ext[:, -1].copy()
+        return None if grad_x is None else channels_first(grad_x)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -167,13 +191,17 @@ class MaxPool2D(Layer):
         return (c, (h - self.size) // self.stride + 1, (w - self.size) // self.stride + 1)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        out, argmax = kernels.maxpool_forward(x, self.size, self.stride)
+        x = channels_last(x)  # (N, H, W, C)
+        out, argmax = kernels.maxpool_forward(x, self.size, self.stride)  # (N, OH, OW, C)
         self._cache = (x.shape, argmax)
-        return out
+        return channels_first(out)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         x_shape, argmax = self._cache
-        return kernels.maxpool_backward(grad_out, argmax, x_shape, self.size, self.stride)
+        grad = channels_last(grad_out)
+        return channels_first(
+            kernels.maxpool_backward(grad, argmax, x_shape, self.size, self.stride)
+        )
 
     def config(self) -> dict[str, Any]:
         return {"size": self.size, "stride": self.stride}
@@ -204,12 +232,13 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._x = x
-        return x @ self.params["W"] + self.params["b"]
+        return kernels.dense_forward(x, self.params["W"], self.params["b"])
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        self.grads["W"] = self._x.T @ grad_out
-        self.grads["b"] = grad_out.sum(axis=0)
-        return grad_out @ self.params["W"].T
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dL/dx (``None`` when ``input_grad`` is false: the first layer needs no dL/dx)."""
+        dw, db, grad_x = kernels.dense_backward(self._x, grad_out, self.params["W"], input_grad)
+        self.grads["W"], self.grads["b"] = dw, db
+        return grad_x
 
     def config(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features}
@@ -219,12 +248,11 @@ class ReLU(Layer):
     """``y = max(x, 0)``; its derivative is 1 where ``x > 0`` and 0 elsewhere."""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        y = np.maximum(x, 0)
-        self._positive = y > 0
-        return y
+        self._y = kernels.relu_forward(x)  # same memory layout as x
+        return self._y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out * self._positive
+        return kernels.relu_backward(grad_out, self._y)
 
 
 class Flatten(Layer):
@@ -287,7 +315,9 @@ class BatchNorm(Layer):
     Running averages of ``mu`` and ``var`` (momentum ``momentum``) replace them in eval mode, where
     the layer is a fixed affine map.  For images ``(N, C, H, W)`` every pixel of a channel is one
     more sample of it, so we view them as a ``(N*H*W, C)`` table and normalise its columns exactly
-    as after a Dense layer (the view is free for the channels-last memory Conv2D produces).
+    as after a Dense layer (the view is free for the channels-last memory Conv2D produces).  The
+    kernels (``kernels.batchnorm_*``) keep the input, not ``x_hat``, for the backward pass and
+    recompute ``x_hat`` there: one array less to write and read back.
     """
 
     def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5) -> None:
@@ -314,8 +344,8 @@ class BatchNorm(Layer):
     def _as_table(x: np.ndarray) -> np.ndarray:
         """``(N, C)`` stays; ``(N, C, H, W)`` becomes ``(N*H*W, C)``: one row per sample."""
         if x.ndim == 2:
-            return x
-        return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+            return np.ascontiguousarray(x)
+        return channels_last(x).reshape(-1, x.shape[1])
 
     @staticmethod
     def _from_table(table: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -323,13 +353,12 @@ class BatchNorm(Layer):
         if len(shape) == 2:
             return table
         n, c, h, w = shape
-        return table.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        return channels_first(table.reshape(n, h, w, c))
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         table = self._as_table(x)  # (samples, C)
         if training:
-            mean = table.mean(axis=0)
-            var = table.var(axis=0)
+            mean, var = kernels.column_mean_var(table)
             count = table.shape[0]
             m = self.momentum
             self.buffers["running_mean"] *= m
@@ -339,21 +368,20 @@ class BatchNorm(Layer):
         else:
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
         inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
-        x_hat = (table - mean) * inv_std
-        self._cache = (x_hat, inv_std, training, x.shape)
-        return self._from_table(x_hat * self.params["gamma"] + self.params["beta"], x.shape)
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        self._cache = (table, mean, inv_std, training, x.shape)
+        return self._from_table(
+            kernels.batchnorm_forward(table, mean, inv_std, gamma, beta), x.shape
+        )
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x_hat, inv_std, training, shape = self._cache
+        table, mean, inv_std, training, shape = self._cache
         grad = self._as_table(grad_out)  # (samples, C)
-        self.grads["gamma"] = (grad * x_hat).sum(axis=0)
-        self.grads["beta"] = grad.sum(axis=0)
-        g = grad * self.params["gamma"]
-        if not training:  # fixed statistics: a per-channel scale
-            return self._from_table(g * inv_std, shape)
-        g_mean = self.grads["beta"] * self.params["gamma"] / g.shape[0]
-        g_xhat_mean = self.grads["gamma"] * self.params["gamma"] / g.shape[0]
-        return self._from_table((g - g_mean - x_hat * g_xhat_mean) * inv_std, shape)
+        gamma = self.params["gamma"]
+        grad_x, self.grads["gamma"], self.grads["beta"] = kernels.batchnorm_backward(
+            grad, table, mean, inv_std, gamma, training
+        )
+        return self._from_table(grad_x, shape)
 
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}

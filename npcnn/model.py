@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from . import kernels
 from .batching import prefetch, shuffled_batches
-from .layers import Layer, Shape
+from .layers import Conv2D, Dense, Layer, MaxPool2D, ReLU, Shape
 from .losses import SoftmaxCrossEntropy, softmax
 from .optimizers import Adam, Optimizer
 
@@ -62,17 +63,50 @@ class Sequential:
             self.output_shapes.append(shape)
 
     # ----------------------------------------------------------------- forward / backward
+    def execution_order(self) -> list[int]:
+        """The indices of the layers in the order ``forward`` runs them.
+
+        That is the listed order, except that a ReLU directly followed by a MaxPool2D runs after
+        it: ``maxpool(relu(x)) == relu(maxpool(x))`` exactly (both are monotone, and the ReLU's
+        gradient is 0 wherever the order would make a difference), and the ReLU then touches only
+        the pooled values, a quarter of them for 2x2 pooling.  Every layer's output as listed is
+        still available from ``activations``.
+        """
+        order = list(range(len(self.layers)))
+        i = 0
+        while i < len(order) - 1:
+            if isinstance(self.layers[i], ReLU) and isinstance(self.layers[i + 1], MaxPool2D):
+                order[i], order[i + 1] = i + 1, i
+                i += 2
+            else:
+                i += 1
+        return order
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """The logits (scores before softmax) for a batch ``x``."""
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        for i in self.execution_order():
+            x = self.layers[i].forward(x, training)
         return x
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         """Back-propagate dL/dlogits through every layer; returns dL/dx for the input."""
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+        for i in reversed(self.execution_order()):
+            grad = self.layers[i].backward(grad)
         return grad
+
+    def _backward_for_training(self, grad: np.ndarray) -> None:
+        """``backward`` without dL/dx of the input, which training never uses.
+
+        A first Conv2D or Dense layer then computes only its weight gradients, skipping a
+        matrix product (and for Conv2D a ``col2im``) as large as its forward pass.
+        """
+        first, *rest = self.execution_order()
+        for i in reversed(rest):
+            grad = self.layers[i].backward(grad)
+        if isinstance(self.layers[first], (Conv2D, Dense)):
+            self.layers[first].backward(grad, input_grad=False)
+        else:
+            self.layers[first].backward(grad)
 
     def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
         """``(name, array, gradient)`` for every trainable array, in a fixed order."""
@@ -97,7 +131,7 @@ class Sequential:
         loss_fn = loss_fn or SoftmaxCrossEntropy()
         logits = self.forward(x, training=True)
         loss = loss_fn.forward(logits, y)
-        self.backward(loss_fn.backward())
+        self._backward_for_training(loss_fn.backward())
         params = [p for _, p, _ in self.parameters()]
         grads = [g for _, _, g in self.parameters()]
         optimizer.step(params, grads)
@@ -132,6 +166,7 @@ class Sequential:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
         optimizer = optimizer or Adam()
+        kernels.keep_freed_memory_for_reuse()  # training allocates big arrays every step
         loss_fn = loss_fn or SoftmaxCrossEntropy()
         history: list[dict[str, float]] = []
         for epoch in range(initial_epoch, epochs):
@@ -195,6 +230,8 @@ class Sequential:
         x = self._as_input(x)
         if len(x) == 0:
             return np.zeros((0, *self.output_shapes[-1]), dtype=self.dtype)
+        if len(x) <= batch_size:  # one batch: nothing to concatenate
+            return self.forward(x)
         return np.concatenate([self.forward(b) for b in self._batches(x, batch_size)])
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

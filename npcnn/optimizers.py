@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import kernels
+
 
 class Optimizer:
     """Shared bookkeeping: the learning rate, the step counter, save/restore of the state."""
@@ -110,14 +112,10 @@ class Adam(Optimizer):
         # Fold both bias corrections into one step size: lr * sqrt(1 - b2^t) / (1 - b1^t).
         step_size = self.lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)
         eps_hat = self.eps * math.sqrt(1 - b2**self.t)
+        decay = self.lr * self.weight_decay
         for w, g, m, v in zip(params, grads, self.state["m"], self.state["v"], strict=True):
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * (g * g)
-            if self.weight_decay:
-                w -= (self.lr * self.weight_decay) * w
-            w -= step_size * m / (np.sqrt(v) + eps_hat)
+            # m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  w -= decay w + step m / (sqrt v + eps)
+            kernels.adam_update(w, g, m, v, b1, b2, step_size, eps_hat, decay)
 
 
 class StepLR:

@@ -1,6 +1,6 @@
 """Property tests of the kernels: im2col and col2im are adjoint, convolution equals the textbook
 definition, max-pool backward conserves gradient mass, and every Numba kernel equals its NumPy
-reference on random shapes."""
+reference on random shapes.  Kernels take channels-last ``(N, H, W, C)`` images."""
 
 from __future__ import annotations
 
@@ -26,13 +26,15 @@ def conv_problems(draw):
     w = draw(st.integers(max(1, k - 2 * pad), 9))
     n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**32 - 1))
-    x = np.random.default_rng(seed).standard_normal((n, c, h, w))
+    x = np.random.default_rng(seed).standard_normal((n, h, w, c))
     return x, k, stride, pad
 
 
-def as_channels_last_view(x: np.ndarray) -> np.ndarray:
-    """The same values, stored NHWC: the layout a Conv2D output has."""
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+def as_strided_copy(x: np.ndarray) -> np.ndarray:
+    """The same values as a non-contiguous view (every other element of a bigger array)."""
+    bigger = np.zeros((*x.shape[:-1], 2 * x.shape[-1]), dtype=x.dtype)
+    bigger[..., ::2] = x
+    return bigger[..., ::2]
 
 
 @given(conv_problems(), st.integers(0, 2**32 - 1))
@@ -40,6 +42,7 @@ def test_im2col_and_col2im_are_adjoint(backend, problem, seed):
     """<im2col(x), y> == <x, col2im(y)> for all x and y."""
     x, k, stride, pad = problem
     cols = kernels.im2col(x, k, k, stride, pad)
+    assert cols.shape[1] == k * k * x.shape[3]
     y = np.random.default_rng(seed).standard_normal(cols.shape)
     back = kernels.col2im(y, x.shape, k, k, stride, pad)
     assert back.shape == x.shape
@@ -65,6 +68,7 @@ def direct_convolution(x, weights, bias, stride, pad):
 @given(conv_problems(), st.integers(1, 3))
 def test_conv2d_equals_direct_convolution(backend, problem, filters):
     x, k, stride, pad = problem
+    x = x.transpose(0, 3, 1, 2)  # the layer takes (N, C, H, W)
     layer = Conv2D(x.shape[1], filters, k, stride=stride, padding=pad)
     layer.build(x.shape[1:], np.random.default_rng(0), np.float64)
     layer.params["b"] = np.random.default_rng(1).standard_normal(filters)
@@ -79,7 +83,7 @@ def pool_problems(draw):
     h, w = draw(st.integers(size, 9)), draw(st.integers(size, 9))
     n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**32 - 1))
-    x = np.random.default_rng(seed).standard_normal((n, c, h, w))
+    x = np.random.default_rng(seed).standard_normal((n, h, w, c))
     return x, size, stride
 
 
@@ -87,11 +91,11 @@ def pool_problems(draw):
 def test_maxpool_forward_is_the_window_maximum(backend, problem):
     x, size, stride = problem
     out, argmax = kernels.maxpool_forward(x, size, stride)
-    n, c, oh, ow = out.shape
+    n, oh, ow, c = out.shape
     for i in range(oh):
         for j in range(ow):
-            window = x[:, :, i * stride : i * stride + size, j * stride : j * stride + size]
-            np.testing.assert_array_equal(out[:, :, i, j], window.max(axis=(2, 3)))
+            window = x[:, i * stride : i * stride + size, j * stride : j * stride + size, :]
+            np.testing.assert_array_equal(out[:, i, j, :], window.max(axis=(1, 2)))
     assert argmax.max() < size * size
 
 
@@ -99,6 +103,7 @@ def test_maxpool_forward_is_the_window_maximum(backend, problem):
 def test_maxpool_backward_conserves_gradient_mass(backend, problem, seed):
     """Each output gradient goes to exactly one input: the sums agree, and only arg-maxes get any."""
     x, size, stride = problem
+    x = x.transpose(0, 3, 1, 2)  # the layer takes (N, C, H, W)
     layer = MaxPool2D(size, stride)
     out = layer.forward(x)
     grad = np.random.default_rng(seed).random(out.shape) + 0.1  # positive, so nothing cancels
@@ -112,13 +117,13 @@ def test_maxpool_backward_conserves_gradient_mass(backend, problem, seed):
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
 @given(conv_problems(), st.booleans(), st.sampled_from([np.float32, np.float64]))
-def test_numba_im2col_col2im_equal_numpy(problem, channels_last, dtype):
+def test_numba_im2col_col2im_equal_numpy(problem, strided, dtype):
     from npcnn.kernels import numba_jit
 
     x, k, stride, pad = problem
     x = x.astype(dtype)
-    if channels_last:
-        x = as_channels_last_view(x)
+    if strided:
+        x = as_strided_copy(x)
     cols = numpy_ref.im2col(x, k, k, stride, pad)
     fast = numba_jit.im2col(x, k, k, stride, pad)
     assert fast.dtype == cols.dtype == dtype
@@ -133,13 +138,13 @@ def test_numba_im2col_col2im_equal_numpy(problem, channels_last, dtype):
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
 @given(pool_problems(), st.booleans(), st.sampled_from([np.float32, np.float64]))
-def test_numba_maxpool_equals_numpy(problem, channels_last, dtype):
+def test_numba_maxpool_equals_numpy(problem, strided, dtype):
     from npcnn.kernels import numba_jit
 
     x, size, stride = problem
     x = x.astype(dtype)
-    if channels_last:
-        x = as_channels_last_view(x)
+    if strided:
+        x = as_strided_copy(x)
     out_ref, arg_ref = numpy_ref.maxpool_forward(x, size, stride)
     out, arg = numba_jit.maxpool_forward(x, size, stride)
     np.testing.assert_array_equal(out, out_ref)
@@ -154,7 +159,7 @@ def test_numba_maxpool_equals_numpy(problem, channels_last, dtype):
 
 
 def test_maxpool_ties_pick_the_first_maximum(backend):
-    x = np.ones((1, 1, 2, 2))
+    x = np.ones((1, 2, 2, 1))
     _, argmax = kernels.maxpool_forward(x, 2, 2)
     assert argmax[0, 0, 0, 0] == 0
 
@@ -170,3 +175,111 @@ def test_backend_choice():
         assert kernels.set_backend("auto") == ("numba" if HAVE_NUMBA else "numpy")
     finally:
         kernels.set_backend(previous)
+
+
+@st.composite
+def tables(draw):
+    """A random (samples, C) table, like BatchNorm sees, with per-column offsets and scales."""
+    rows, c = draw(st.integers(2, 40)), draw(st.integers(1, 9))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    offset, scale = rng.standard_normal(c) * 3, rng.random(c) * 2 + 0.1
+    return rng.standard_normal((rows, c)) * scale + offset, rng
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
+@given(tables(), st.sampled_from([np.float32, np.float64]), st.booleans())
+def test_numba_batchnorm_kernels_equal_numpy(problem, dtype, training):
+    from npcnn.kernels import numba_jit
+
+    table, rng = problem
+    table = table.astype(dtype)
+    c = table.shape[1]
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-12)
+    mean, var = numba_jit.column_mean_var(table)
+    mean_ref, var_ref = numpy_ref.column_mean_var(table)
+    assert mean.dtype == var.dtype == dtype
+    np.testing.assert_allclose(mean, mean_ref, **tol)
+    np.testing.assert_allclose(var, var_ref, **tol)
+    gamma, beta = (rng.standard_normal(c).astype(dtype) for _ in range(2))
+    inv_std = (1 / np.sqrt(var_ref + 1e-5)).astype(dtype)
+    y = numba_jit.batchnorm_forward(table, mean_ref, inv_std, gamma, beta)
+    np.testing.assert_allclose(
+        y, numpy_ref.batchnorm_forward(table, mean_ref, inv_std, gamma, beta), **tol
+    )
+    grad = rng.standard_normal(table.shape).astype(dtype)
+    fast = numba_jit.batchnorm_backward(grad, table, mean_ref, inv_std, gamma, training)
+    slow = numpy_ref.batchnorm_backward(grad, table, mean_ref, inv_std, gamma, training)
+    # dx is a difference of terms that nearly cancel: compare to the size of the terms.
+    x_hat = np.abs((table - mean_ref) * inv_std).max()
+    scale = len(table) * np.abs(grad).max() * max(1, np.abs(gamma * inv_std).max()) * max(1, x_hat)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol["rtol"], atol=tol["atol"] * scale)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
+@given(st.integers(0, 2**32 - 1), st.sampled_from([(7,), (3, 4, 2, 2)]), st.booleans())
+def test_numba_relu_and_adam_equal_numpy(seed, shape, transposed):
+    from npcnn.kernels import numba_jit
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    if transposed and x.ndim == 4:  # a channels-last view, as layers pass around
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y = numba_jit.relu_forward(x)
+    np.testing.assert_array_equal(y, numpy_ref.relu_forward(x))
+    assert y.strides == x.strides  # the layout is kept
+    grad = rng.standard_normal(shape).astype(np.float32)  # a different (contiguous) layout
+    np.testing.assert_array_equal(
+        numba_jit.relu_backward(grad, y), numpy_ref.relu_backward(grad, y)
+    )
+    state = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
+    state[2] = np.abs(state[2])  # v >= 0
+    fast, slow = [a.copy() for a in state], [a.copy() for a in state]
+    args = (0.9, 0.999, 1e-3, 1e-8, 1e-4)
+    numba_jit.adam_update(fast[0], grad, fast[1], fast[2], *args)
+    numpy_ref.adam_update(slow[0], grad, slow[1], slow[2], *args)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@given(conv_problems())
+def test_im2col_and_col2im_write_into_a_given_buffer(backend, problem):
+    """``out=`` gives the same result as a fresh array, in the caller's buffer; im2col leaves
+    columns past its own alone."""
+    x, k, stride, pad = problem
+    cols = kernels.im2col(x, k, k, stride, pad)
+    buffer = np.full_like(cols, np.nan)
+    assert kernels.im2col(x, k, k, stride, pad, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, cols)
+    wider = np.full((len(cols), cols.shape[1] + 1), 7.0)  # Conv2D's extra column of ones
+    kernels.im2col(x, k, k, stride, pad, out=wider)
+    np.testing.assert_array_equal(wider[:, :-1], cols)
+    assert (wider[:, -1] == 7.0).all()
+    image = np.full_like(x, np.nan)
+    assert kernels.col2im(cols, x.shape, k, k, stride, pad, out=image) is image
+    np.testing.assert_allclose(image, kernels.col2im(cols, x.shape, k, k, stride, pad))
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
+@given(conv_problems(), st.integers(1, 5), st.sampled_from([np.float32, np.float64]), st.booleans())
+def test_numba_conv2d_equals_numpy(problem, filters, dtype, input_grad):
+    """The fused Numba convolution (columns, GEMM and col2im per task) equals the NumPy one."""
+    from npcnn.kernels import numba_jit
+
+    x, k, stride, pad = problem
+    x = x.astype(dtype)
+    rng = np.random.default_rng(0)
+    w_ext = rng.standard_normal((filters, k * k * x.shape[3] + 1)).astype(dtype)
+    y = numba_jit.conv2d_forward(x, w_ext, k, stride, pad)
+    np.testing.assert_allclose(y, numpy_ref.conv2d_forward(x, w_ext, k, stride, pad), rtol=1e-4)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    fast = numba_jit.conv2d_backward(x, grad_y, w_ext, k, stride, pad, input_grad)
+    slow = numpy_ref.conv2d_backward(x, grad_y, w_ext, k, stride, pad, input_grad)
+    assert fast[0].dtype == dtype
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-4, atol=1e-4)
+    if input_grad:
+        np.testing.assert_allclose(fast[1], slow[1], rtol=1e-4, atol=1e-4)
+    else:
+        assert fast[1] is None and slow[1] is None

@@ -1,16 +1,25 @@
 """The hot loops of a CNN, written in plain NumPy: the readable reference.
 
-Every function here has a twin of the same name and signature in ``numba_jit.py``; a property test
-checks that the two agree.  Nothing here loops in Python over images or pixels: the only Python loops
-run over the few offsets inside a kernel or pooling window (9 for a 3x3 kernel).
+Every function here has a twin of the same name and signature in ``numba_jit.py``; property tests
+check that the two agree.  Nothing here loops in Python over pixels: the only Python loops run over
+the few offsets inside a kernel or pooling window (9 for a 3x3 kernel), and over chunks of a few
+images in the convolution (so that each chunk's column matrix fits in the CPU cache).
 
-Layout: images are NCHW, ``(N, C, H, W)``.  ``im2col`` turns every kh x kw patch of the input into one
-row of a matrix, so that a convolution becomes a single matrix product (see ``layers.Conv2D``)::
+Layout: the kernels work on **channels-last** images, ``(N, H, W, C)`` ("NHWC"), C-contiguous.
+The layers show them to the user as ``(N, C, H, W)`` views (``x.transpose(0, 3, 1, 2)``, no copy).
+Channels last puts the ``C`` values of one pixel side by side in memory, so that
 
-    cols[(n, oh, ow), (c, i, j)] = x_padded[n, c, oh * stride + i, ow * stride + j]
+- ``im2col`` copies whole runs of ``kw * C`` numbers at a time,
+- a convolution's output, ``cols @ W`` of shape ``(N*OH*OW, F)``, already *is* an NHWC image,
+- BatchNorm sees a ``(N*H*W, C)`` table whose columns are the channels, for free.
+
+``im2col`` turns every kh x kw patch of the input into one row of a matrix, so that a convolution
+becomes a single matrix product (see ``layers.Conv2D``)::
+
+    cols[(n, oh, ow), (i, j, c)] = x_padded[n, oh * stride + i, ow * stride + j, c]
 
     rows:    N * OH * OW   one per output pixel
-    columns: C * kh * kw   one per input value the kernel sees there
+    columns: kh * kw * C   one per input value the kernel sees there (channel fastest)
 """
 
 from __future__ import annotations
@@ -25,69 +34,194 @@ def conv_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
 
 
 def pad_images(x: np.ndarray, pad: int) -> np.ndarray:
-    """Zero-pad the two spatial axes of an NCHW batch (no copy when ``pad == 0``)."""
+    """Zero-pad the two spatial axes of an NHWC batch (no copy when ``pad == 0``)."""
     if pad == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    return np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
 
 
 def patches_view(x_padded: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
-    """A read-only strided view of every patch: shape ``(N, OH, OW, C, kh, kw)``, no copy."""
-    n, c, h, w = x_padded.shape
+    """A read-only strided view of every patch: shape ``(N, OH, OW, kh, kw, C)``, no copy."""
+    n, h, w, c = x_padded.shape
     oh = (h - kh) // stride + 1
     ow = (w - kw) // stride + 1
-    sn, sc, sh, sw = x_padded.strides
+    sn, sh, sw, sc = x_padded.strides
     return as_strided(
         x_padded,
-        shape=(n, oh, ow, c, kh, kw),
-        strides=(sn, sh * stride, sw * stride, sc, sh, sw),
+        shape=(n, oh, ow, kh, kw, c),
+        strides=(sn, sh * stride, sw * stride, sh, sw, sc),
         writeable=False,
     )
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
-    """Unfold patches into rows: ``(N, C, H, W) -> (N*OH*OW, C*kh*kw)``."""
-    n, c, _, _ = x.shape
-    patches = patches_view(pad_images(x, pad), kh, kw, stride)  # (N, OH, OW, C, kh, kw) view
-    _, oh, ow = patches.shape[:3]
-    return patches.reshape(n * oh * ow, c * kh * kw)  # the one copy
+def im2col(
+    x: np.ndarray, kh: int, kw: int, stride: int, pad: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Unfold patches into rows: ``(N, H, W, C) -> (N*OH*OW, kh*kw*C)``.
+
+    With ``out`` (C-contiguous, at least ``kh*kw*C`` columns) the rows are written into its first
+    ``kh*kw*C`` columns and any further columns are left as they are; ``out`` is returned.
+    """
+    patches = patches_view(pad_images(x, pad), kh, kw, stride)  # (N, OH, OW, kh, kw, C) view
+    n, oh, ow = patches.shape[:3]
+    if out is None:
+        return patches.reshape(n * oh * ow, kh * kw * x.shape[3])  # the one copy
+    target = out[:, : kh * kw * x.shape[3]].reshape(patches.shape)  # a view into out
+    assert np.shares_memory(target, out)
+    target[...] = patches
+    return out
 
 
 def col2im(
-    cols: np.ndarray, x_shape: tuple[int, int, int, int], kh: int, kw: int, stride: int, pad: int
+    cols: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    stride: int,
+    pad: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The adjoint of ``im2col``: add every row's values back to the pixels they came from.
 
-    A pixel that sat in several patches receives the sum of their gradients.  We loop over the
-    ``kh * kw`` kernel offsets; each step adds one strided slab of the padded image at once.
+    Returns an ``(N, H, W, C)`` image (written to ``out`` if given).  A pixel that sat in several
+    patches receives the sum of their values.  We loop over the ``kh * kw`` kernel offsets; each
+    step adds one strided slab of the padded image at once.
     """
-    n, c, h, w = x_shape
+    n, h, w, c = x_shape
     oh = conv_output_size(h, kh, stride, pad)
     ow = conv_output_size(w, kw, stride, pad)
-    cols6 = cols.reshape(n, oh, ow, c, kh, kw)
-    x_padded = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=cols.dtype)
+    cols6 = cols.reshape(n, oh, ow, kh, kw, c)
+    if pad == 0 and out is not None:
+        x_padded = out
+        x_padded[...] = 0
+    else:
+        x_padded = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
             rows = slice(i, i + stride * oh, stride)
             columns = slice(j, j + stride * ow, stride)
-            x_padded[:, :, rows, columns] += cols6[:, :, :, :, i, j].transpose(0, 3, 1, 2)
-    if pad == 0:
-        return x_padded
-    return x_padded[:, :, pad:-pad, pad:-pad]
+            x_padded[:, rows, columns, :] += cols6[:, :, :, i, j, :]
+    image = x_padded[:, pad : pad + h, pad : pad + w, :]
+    if out is None:
+        return image if pad == 0 else np.ascontiguousarray(image)
+    if out is not x_padded:
+        out[...] = image
+    return out
+
+
+CHUNK_BYTES = 4 << 20  # column matrix per step: a few MiB stay in the CPU cache
+
+
+def _chunks(n: int, bytes_per_image: int) -> list[slice]:
+    """Consecutive slices of a batch of ``n`` images, about ``CHUNK_BYTES`` of columns each."""
+    step = max(1, CHUNK_BYTES // max(bytes_per_image, 1))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def _count(images: slice) -> int:
+    return images.stop - images.start
+
+
+def _column_buffer(chunks: list[slice], per_image: int, k1: int, dtype: np.dtype) -> np.ndarray:
+    """A reused column matrix for the largest chunk, its last column (the bias input) set to 1."""
+    cols = np.empty((max(map(_count, chunks)) * per_image, k1), dtype=dtype)
+    cols[:, -1] = 1
+    return cols
+
+
+def conv2d_forward(x: np.ndarray, w_ext: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
+    """A convolution of an ``(N, H, W, C)`` image as ``[cols | 1] @ w_ext.T``: ``(N, OH, OW, F)``.
+
+    ``w_ext = [W_mat | b]`` is ``(F, k*k*C + 1)``: the filters in im2col's column order, then the
+    bias, the weight of a constant input 1 (see ``layers.Conv2D``).  A few images at a time, so
+    that their column matrix stays in the CPU cache instead of going through memory.
+    """
+    n, h, w, _ = x.shape
+    oh, ow = conv_output_size(h, k, stride, pad), conv_output_size(w, k, stride, pad)
+    f, k1 = w_ext.shape
+    y = np.empty((n, oh * ow, f), dtype=x.dtype)
+    chunks = _chunks(n, oh * ow * k1 * x.itemsize)
+    cols = _column_buffer(chunks, oh * ow, k1, x.dtype)
+    for images in chunks:
+        part = im2col(x[images], k, k, stride, pad, out=cols[: _count(images) * oh * ow])
+        np.matmul(part, w_ext.T, out=y[images].reshape(-1, f))
+    return y.reshape(n, oh, ow, f)
+
+
+def conv2d_backward(
+    x: np.ndarray,
+    grad_y: np.ndarray,
+    w_ext: np.ndarray,
+    k: int,
+    stride: int,
+    pad: int,
+    input_grad: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The gradients of ``conv2d_forward`` from ``grad_y`` ``(N, OH, OW, F)``::
+
+        [dW_mat | db] = dY.T @ [cols | 1]        (F, k*k*C + 1), summed over the chunks
+        dx            = col2im(dY @ W_mat)       (N, H, W, C), skipped unless ``input_grad``
+
+    The columns are rebuilt chunk by chunk rather than kept from the forward pass.
+    """
+    n, h, w, c = x.shape
+    f, k1 = w_ext.shape
+    grad_y = grad_y.reshape(n, -1, f)  # (N, OH*OW, F)
+    per_image = grad_y.shape[1]
+    grad_ext = np.zeros((f, k1), dtype=x.dtype)
+    grad_x = np.empty_like(x) if input_grad else None
+    chunks = _chunks(n, per_image * k1 * x.itemsize)
+    cols = _column_buffer(chunks, per_image, k1, x.dtype)
+    for images in chunks:
+        part = im2col(x[images], k, k, stride, pad, out=cols[: _count(images) * per_image])
+        g = grad_y[images].reshape(-1, f)  # (rows of this chunk, F)
+        grad_ext += g.T @ part
+        if grad_x is not None:
+            dcols = g @ w_ext[:, :-1]  # (rows, k*k*C)
+            col2im(dcols, grad_x[images].shape, k, k, stride, pad, out=grad_x[images])
+    return grad_ext, grad_x
+
+
+def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A fully connected layer: ``x @ w + b``, ``(N, in) -> (N, out)``."""
+    return x @ w + b
+
+
+def dense_backward(
+    x: np.ndarray, grad_y: np.ndarray, w: np.ndarray, input_grad: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(dW, db, dx)`` of ``dense_forward``: ``x.T @ dY``, ``dY`` summed over the batch and
+    ``dY @ w.T`` (``None`` unless ``input_grad``)."""
+    return x.T @ grad_y, grad_y.sum(axis=0), (grad_y @ w.T if input_grad else None)
+
+
+def _window_slab(x: np.ndarray, i: int, j: int, stride: int, oh: int, ow: int) -> np.ndarray:
+    """The input value at offset ``(i, j)`` of every pooling window: an ``(N, OH, OW, C)`` view."""
+    return x[:, i : i + stride * oh : stride, j : j + stride * ow : stride, :]
 
 
 def maxpool_forward(x: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Max over each ``size x size`` window.
+    """Max over each ``size x size`` window of an ``(N, H, W, C)`` image.
 
-    Returns the pooled output ``(N, C, OH, OW)`` and, for the backward pass, the position of the
+    Returns the pooled output ``(N, OH, OW, C)`` and, for the backward pass, the position of the
     maximum inside its window as a flat index ``i * size + j`` (uint8, first maximum on ties).
+    We visit the ``size * size`` offsets of the window in turn, keeping the best value so far.
     """
-    windows = patches_view(x, size, size, stride)  # (N, OH, OW, C, size, size)
-    n, oh, ow, c = windows.shape[:4]
-    flat = windows.reshape(n, oh, ow, c, size * size)
-    argmax = flat.argmax(axis=-1)  # (N, OH, OW, C)
-    out = np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0]
-    return out.transpose(0, 3, 1, 2), argmax.transpose(0, 3, 1, 2).astype(np.uint8)
+    n, h, w, c = x.shape
+    oh, ow = (h - size) // stride + 1, (w - size) // stride + 1
+    out = _window_slab(x, 0, 0, stride, oh, ow).copy()
+    argmax = np.zeros(out.shape, dtype=np.uint8)
+    step = np.empty_like(argmax)
+    for k in range(1, size * size):
+        candidate = _window_slab(x, k // size, k % size, stride, oh, ow)
+        better = candidate > out  # strictly: the first maximum wins ties
+        np.maximum(out, candidate, out=out)
+        # argmax <- k where better: argmax + better * (k - argmax), exact in uint8 arithmetic
+        # (and several times faster than np.where or a masked copy)
+        np.subtract(np.uint8(k), argmax, out=step)
+        step *= better
+        argmax += step
+    return out, argmax
 
 
 def maxpool_backward(
@@ -97,14 +231,87 @@ def maxpool_backward(
     size: int,
     stride: int,
 ) -> np.ndarray:
-    """Route each output gradient to the one input that was the maximum of its window."""
-    n, c, h, w = x_shape
-    _, _, oh, ow = grad_out.shape
+    """Route each output gradient to the one input that was the maximum of its window (NHWC)."""
+    _, oh, ow, _ = grad_out.shape
     grad_x = np.zeros(x_shape, dtype=grad_out.dtype)
-    for i in range(size):
-        for j in range(size):
-            chosen = argmax == i * size + j  # (N, C, OH, OW): where this offset won
-            rows = slice(i, i + stride * oh, stride)
-            columns = slice(j, j + stride * ow, stride)
-            grad_x[:, :, rows, columns] += np.where(chosen, grad_out, 0)
+    for k in range(size * size):
+        slab = _window_slab(grad_x, k // size, k % size, stride, oh, ow)  # a view into grad_x
+        if stride >= size:  # windows do not overlap: each input gets at most one gradient
+            np.multiply(grad_out, argmax == k, out=slab)
+        else:
+            slab += grad_out * (argmax == k)
     return grad_x
+
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)``, a new array."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``grad_out`` where the ReLU's output ``y`` is positive, 0 elsewhere (same shapes)."""
+    return grad_out * (y > 0)
+
+
+def column_mean_var(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (biased) variance of each column of a ``(samples, C)`` table."""
+    return table.mean(axis=0), table.var(axis=0)
+
+
+def batchnorm_forward(
+    table: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, gamma: np.ndarray, beta: np.ndarray
+) -> np.ndarray:
+    """``y = gamma * x_hat + beta`` with ``x_hat = (x - mean) * inv_std``, column by column."""
+    x_hat = (table - mean) * inv_std
+    return x_hat * gamma + beta
+
+
+def batchnorm_backward(
+    grad: np.ndarray,
+    table: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    gamma: np.ndarray,
+    training: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dx, dgamma, dbeta)`` of BatchNorm on a ``(samples, C)`` table (see ``layers.BatchNorm``).
+
+    With ``g = grad * gamma`` and ``x_hat`` recomputed from the input ``table``::
+
+        dgamma = sum(grad * x_hat)      dbeta = sum(grad)             (over the rows)
+        dx     = inv_std * (g - mean(g) - x_hat * mean(g * x_hat))     (training)
+        dx     = inv_std * g                                          (eval: fixed statistics)
+    """
+    x_hat = (table - mean) * inv_std
+    dgamma = (grad * x_hat).sum(axis=0)
+    dbeta = grad.sum(axis=0)
+    g = grad * gamma
+    if not training:
+        return g * inv_std, dgamma, dbeta
+    g_mean = dbeta * gamma / g.shape[0]
+    g_xhat_mean = dgamma * gamma / g.shape[0]
+    return (g - g_mean - x_hat * g_xhat_mean) * inv_std, dgamma, dbeta
+
+
+def adam_update(
+    w: np.ndarray,
+    g: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    beta1: float,
+    beta2: float,
+    step_size: float,
+    eps_hat: float,
+    decay: float,
+) -> None:
+    """One Adam step in place (see ``optimizers.Adam``)::
+
+    m <- b1 m + (1 - b1) g      v <- b2 v + (1 - b2) g^2      w <- w (1 - decay) - step m / (sqrt v + eps)
+    """
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    if decay:
+        w -= decay * w
+    w -= step_size * m / (np.sqrt(v) + eps_hat)
