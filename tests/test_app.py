@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from digit_strokes import DIGIT_STROKES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
@@ -76,28 +77,6 @@ def png_bytes(image: Image.Image, format: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=format)
     return buffer.getvalue()
-
-
-# Strokes of each digit in a 0..1 box (x right, y down), drawn like a person would.
-DIGIT_STROKES: dict[int, list[list[tuple[float, float]]]] = {
-    0: [[(0.5, 0.0), (0.2, 0.15), (0.1, 0.5), (0.2, 0.85), (0.5, 1.0), (0.8, 0.85), (0.9, 0.5),
-         (0.8, 0.15), (0.5, 0.0)]],
-    1: [[(0.35, 0.15), (0.55, 0.0), (0.55, 1.0)]],
-    2: [[(0.1, 0.25), (0.3, 0.03), (0.65, 0.0), (0.88, 0.2), (0.8, 0.45), (0.1, 1.0),
-         (0.95, 1.0)]],
-    3: [[(0.15, 0.1), (0.5, 0.0), (0.85, 0.15), (0.8, 0.4), (0.45, 0.5), (0.85, 0.6),
-         (0.9, 0.85), (0.5, 1.0), (0.1, 0.9)]],
-    4: [[(0.65, 1.0), (0.65, 0.0), (0.05, 0.65), (0.95, 0.65)]],
-    5: [[(0.85, 0.0), (0.2, 0.0), (0.15, 0.45), (0.55, 0.4), (0.85, 0.6), (0.85, 0.85),
-         (0.5, 1.0), (0.1, 0.9)]],
-    6: [[(0.75, 0.0), (0.35, 0.25), (0.12, 0.65), (0.25, 0.95), (0.6, 1.0), (0.85, 0.75),
-         (0.7, 0.5), (0.35, 0.52), (0.15, 0.7)]],
-    7: [[(0.05, 0.0), (0.95, 0.0), (0.4, 1.0)]],
-    8: [[(0.5, 0.5), (0.2, 0.3), (0.3, 0.05), (0.7, 0.05), (0.8, 0.3), (0.5, 0.5), (0.15, 0.72),
-         (0.3, 0.97), (0.7, 0.97), (0.85, 0.72), (0.5, 0.5)]],
-    9: [[(0.85, 0.25), (0.6, 0.02), (0.25, 0.1), (0.2, 0.35), (0.5, 0.5), (0.85, 0.3),
-         (0.85, 0.25), (0.8, 1.0)]],
-}  # fmt: skip
 
 
 def draw_digit(

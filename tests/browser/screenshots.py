@@ -16,6 +16,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/digit_strokes.py
 
 from browser_helpers import (  # noqa: E402
     draw_with_mouse,
