@@ -367,6 +367,8 @@ def fit_background(gray: np.ndarray, rounds: int = 4) -> tuple[np.ndarray, float
         trusted = np.abs(residual) < max(3.0 * sigma, 2.0 / 255.0)
         if round_ == rounds or trusted.sum() < 6:
             break
+        if not residual[trusted].any():  # a perfectly even background (a canvas): already fitted
+            break
         fit_rows = design[trusted]
         # (6, 6) normal matrix; the tiny ridge keeps a 1-pixel-wide image solvable
         normal = np.einsum("ni,nj->ij", fit_rows, fit_rows) + 1e-9 * np.eye(6)
