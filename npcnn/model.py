@@ -132,8 +132,7 @@ class Sequential:
         logits = self.forward(x, training=True)
         loss = loss_fn.forward(logits, y)
         self._backward_for_training(loss_fn.backward())
-        params = [p for _, p, _ in self.parameters()]
-        grads = [g for _, _, g in self.parameters()]
+        _, params, grads = zip(*self.parameters(), strict=True)
         optimizer.step(params, grads)
         return loss, int((logits.argmax(axis=1) == y).sum())
 
