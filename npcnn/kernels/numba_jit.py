@@ -38,6 +38,8 @@ if "OMP_WAIT_POLICY" not in os.environ:
 import numpy as np  # noqa: E402
 from numba import config, get_num_threads, get_thread_id, njit, prange, set_num_threads  # noqa: E402
 
+from . import winograd  # noqa: E402
+
 _JIT = dict(cache=True, nogil=True, fastmath=False)
 PARALLEL_MIN = 1 << 16  # values written: below this a kernel runs on the calling thread alone
 
@@ -209,6 +211,20 @@ def _conv_backward(x, grad_y, w_mat, k, stride, pad, oh, ow, step, sums, grad_x)
     return sums
 
 
+# When Winograd beats im2col (measured with ``python benchmarks/winograd_crossover.py``): only for
+# enough channels to make its 16 small matrix products worth their transforms, and for enough
+# images to keep both cores busy with them.  Predicting one image stays with im2col.
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_IMAGES = 32
+
+
+def use_winograd(n: int, c: int, f: int, k: int, stride: int) -> bool:
+    """Whether a convolution of ``n`` images, ``c`` -> ``f`` channels, runs as Winograd F(2x2, 3x3)."""
+    return (
+        k == 3 and stride == 1 and n >= WINOGRAD_MIN_IMAGES and min(c, f) >= WINOGRAD_MIN_CHANNELS
+    )
+
+
 def _images_per_task(n: int, bytes_per_item: int) -> int:
     """Items (images, or output rows) per task: a column matrix of about ``TASK_BYTES``, and
     at least two tasks per thread, so that a thread slowed down by another program does not
@@ -218,14 +234,25 @@ def _images_per_task(n: int, bytes_per_item: int) -> int:
 
 
 def conv2d_forward(x: np.ndarray, w_ext: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
-    """``[im2col(x) | 1] @ w_ext.T`` as an ``(N, OH, OW, F)`` image (see ``numpy_ref``).
+    """``[im2col(x) | 1] @ w_ext.T`` as an ``(N, OH, OW, F)`` image (see ``numpy_ref``): by
+    Winograd's algorithm where that is faster (``use_winograd``), otherwise by im2col + GEMM."""
+    n, _, _, c = x.shape
+    if use_winograd(n, c, w_ext.shape[0], k, stride):
+        return conv3x3_forward(x, w_ext, pad)
+    return im2col_conv2d_forward(x, w_ext, k, stride, pad)
+
+
+def im2col_conv2d_forward(
+    x: np.ndarray, w_ext: np.ndarray, k: int, stride: int, pad: int
+) -> np.ndarray:
+    """``conv2d_forward`` by im2col + GEMM.
 
     A task is a run of output rows (of one image or several), so even one image's convolution
     is shared by the threads.
     """
     n, h, w, c = x.shape
-    oh, ow = _out(h, k, stride, pad), _out(w, k, stride, pad)
     f, k1 = w_ext.shape
+    oh, ow = _out(h, k, stride, pad), _out(w, k, stride, pad)
     y = np.empty((n * oh * ow, f), dtype=x.dtype)
     rows_per_task = _images_per_task(n * oh, ow * k1 * x.itemsize)
     _single_threaded_blas()
@@ -244,10 +271,27 @@ def conv2d_backward(
     pad: int,
     input_grad: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``([dW_mat | db], dx or None)`` of ``conv2d_forward`` (see ``numpy_ref``)."""
+    """``([dW_mat | db], dx or None)`` of ``conv2d_forward`` (see ``numpy_ref``), by the same
+    algorithm as the forward pass."""
+    n, _, _, c = x.shape
+    if use_winograd(n, c, w_ext.shape[0], k, stride):
+        return conv3x3_backward(x, grad_y, w_ext, pad, input_grad)
+    return im2col_conv2d_backward(x, grad_y, w_ext, k, stride, pad, input_grad)
+
+
+def im2col_conv2d_backward(
+    x: np.ndarray,
+    grad_y: np.ndarray,
+    w_ext: np.ndarray,
+    k: int,
+    stride: int,
+    pad: int,
+    input_grad: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``conv2d_backward`` by im2col + GEMM."""
     n, h, w, c = x.shape
-    oh, ow = _out(h, k, stride, pad), _out(w, k, stride, pad)
     f, k1 = w_ext.shape
+    oh, ow = _out(h, k, stride, pad), _out(w, k, stride, pad)
     step = _images_per_task(n, oh * ow * k1 * x.itemsize)
     sums = np.empty((config.NUMBA_NUM_THREADS, k1, f), dtype=x.dtype)  # [dW | db].T per thread
     grad_x = np.empty(x.shape if input_grad else (0, h, w, c), dtype=x.dtype)
@@ -289,6 +333,241 @@ def _single_threaded_blas() -> None:
     for lib in _SCIPY_BLAS:
         if lib.num_threads != 1:
             lib.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------- Winograd 3x3
+# The loops of ``winograd.py``, for F(2x2, 3x3) (read that module first for the maths).  As for
+# im2col, a task transforms a cache-sized run of 4x4 tiles, multiplies them right there (16
+# single-threaded BLAS calls, one per position of the transformed tile), and transforms the
+# products back.  The transforms are written out: B^T and A^T hold only 0 and +-1, so each is a
+# handful of additions, done rows first, then columns.  Channels are innermost, so every line
+# runs as SIMD over the channels of one pixel.  A tile that crosses the image's border is copied
+# into a small zero-padded buffer first, so the transforms themselves never test for the border.
+
+
+@njit(inline="always", **_JIT)
+def _load_tile(x, img, y0, x0, size, tile):
+    """``tile[i, j] = x[img, y0 + i, x0 + j]`` for ``i, j < size``; zero outside the image."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    for i in range(size):
+        for j in range(size):
+            inside = 0 <= y0 + i < h and 0 <= x0 + j < w
+            for ch in range(c):
+                tile[i, j, ch] = x[img, y0 + i, x0 + j, ch] if inside else 0
+
+
+@njit(inline="always", **_JIT)
+def _input_transform(d, r, v, t):
+    """``v[:, t] = B^T d B`` for one 4x4 tile ``d`` ``(4, 4, C)``; ``r`` is scratch.
+
+    B^T turns four values into: d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
+    c = d.shape[2]
+    for j in range(4):  # r = B^T d: along the rows of the tile
+        for ch in range(c):
+            r[0, j, ch] = d[0, j, ch] - d[2, j, ch]
+            r[1, j, ch] = d[1, j, ch] + d[2, j, ch]
+            r[2, j, ch] = d[2, j, ch] - d[1, j, ch]
+            r[3, j, ch] = d[1, j, ch] - d[3, j, ch]
+    for i in range(4):  # V = r B: along the columns
+        for ch in range(c):
+            v[4 * i + 0, t, ch] = r[i, 0, ch] - r[i, 2, ch]
+            v[4 * i + 1, t, ch] = r[i, 1, ch] + r[i, 2, ch]
+            v[4 * i + 2, t, ch] = r[i, 2, ch] - r[i, 1, ch]
+            v[4 * i + 3, t, ch] = r[i, 1, ch] - r[i, 3, ch]
+
+
+@njit(inline="always", **_JIT)
+def _output_transform(products, t, bias, r, out):
+    """``out = A^T M A + bias``, the 2x2 outputs of tile ``t``; ``r`` is scratch ``(2, 4, F)``.
+
+    A^T turns four values into: m0 + m1 + m2, m1 - m2 - m3."""
+    f = products.shape[2]
+    for j in range(4):  # r = A^T M
+        for ch in range(f):
+            m1, m2 = products[4 + j, t, ch], products[8 + j, t, ch]
+            r[0, j, ch] = products[j, t, ch] + m1 + m2
+            r[1, j, ch] = m1 - m2 - products[12 + j, t, ch]
+    for i in range(2):  # Y = r A + bias
+        for ch in range(f):
+            m1, m2 = r[i, 1, ch], r[i, 2, ch]
+            out[i, 0, ch] = r[i, 0, ch] + m1 + m2 + bias[ch]
+            out[i, 1, ch] = m1 - m2 - r[i, 3, ch] + bias[ch]
+
+
+@njit(inline="always", **_JIT)
+def _store_tile(tile, size, y, img, y0, x0):
+    """``y[img, y0 + i, x0 + j] = tile[i, j]`` where that lies inside ``y``."""
+    h, w, c = y.shape[1], y.shape[2], y.shape[3]
+    for i in range(min(size, h - y0)):
+        for j in range(min(size, w - x0)):
+            for ch in range(c):
+                y[img, y0 + i, x0 + j, ch] = tile[i, j, ch]
+
+
+@njit(inline="always", **_JIT)
+def _grad_transform(g, r, z, t):
+    """``z[:, t] = A dY A^T`` for one 2x2 output-gradient tile ``g`` ``(2, 2, F)``.
+
+    A turns two values into four: g0, g0 + g1, g0 - g1, -g1."""
+    f = g.shape[2]
+    for j in range(2):  # r = A dY
+        for ch in range(f):
+            g0, g1 = g[0, j, ch], g[1, j, ch]
+            r[0, j, ch] = g0
+            r[1, j, ch] = g0 + g1
+            r[2, j, ch] = g0 - g1
+            r[3, j, ch] = -g1
+    for i in range(4):  # Z = r A^T
+        for ch in range(f):
+            g0, g1 = r[i, 0, ch], r[i, 1, ch]
+            z[4 * i + 0, t, ch] = g0
+            z[4 * i + 1, t, ch] = g0 + g1
+            z[4 * i + 2, t, ch] = g0 - g1
+            z[4 * i + 3, t, ch] = -g1
+
+
+@njit(inline="always", **_JIT)
+def _input_grad_transform(grad_v, t, r, dd):
+    """``dd = B dV B^T``, the 4x4 input gradient of tile ``t``; ``r`` is scratch ``(4, 4, C)``.
+
+    B turns four values into: v0, v1 - v2 + v3, v2 + v1 - v0, -v3."""
+    c = grad_v.shape[2]
+    for q in range(4):  # r = B dV
+        for ch in range(c):
+            v0, v1 = grad_v[q, t, ch], grad_v[4 + q, t, ch]
+            v2, v3 = grad_v[8 + q, t, ch], grad_v[12 + q, t, ch]
+            r[0, q, ch] = v0
+            r[1, q, ch] = v1 - v2 + v3
+            r[2, q, ch] = v2 + v1 - v0
+            r[3, q, ch] = -v3
+    for i in range(4):  # dd = r B^T
+        for ch in range(c):
+            v0, v1, v2, v3 = r[i, 0, ch], r[i, 1, ch], r[i, 2, ch], r[i, 3, ch]
+            dd[i, 0, ch] = v0
+            dd[i, 1, ch] = v1 - v2 + v3
+            dd[i, 2, ch] = v2 + v1 - v0
+            dd[i, 3, ch] = -v3
+
+
+@njit(inline="always", **_JIT)
+def _add_tile(tile, grad_x, img, y0, x0):
+    """``grad_x[img, y0 + i, x0 + j] += tile[i, j]`` where that lies inside the image."""
+    h, w, c = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    for i in range(max(0, -y0), min(4, h - y0)):
+        for j in range(max(0, -x0), min(4, w - x0)):
+            for ch in range(c):
+                grad_x[img, y0 + i, x0 + j, ch] += tile[i, j, ch]
+
+
+@njit(parallel=True, **_JIT)
+def _winograd_forward(x, u, bias, pad, tiles_h, tiles_w, rows_per_task, y):
+    total = x.shape[0] * tiles_h  # rows of tiles in the whole batch
+    c, f = x.shape[3], u.shape[2]
+    for task in prange((total + rows_per_task - 1) // rows_per_task):
+        first, last = task * rows_per_task, min(total, task * rows_per_task + rows_per_task)
+        count = (last - first) * tiles_w
+        v = np.empty((16, count, c), dtype=x.dtype)
+        products = np.empty((16, count, f), dtype=x.dtype)
+        tile, scratch = np.empty((4, 4, c), dtype=x.dtype), np.empty((4, 4, c), dtype=x.dtype)
+        out, scratch_out = np.empty((2, 2, f), dtype=x.dtype), np.empty((2, 4, f), dtype=x.dtype)
+        for r in range(first, last):
+            img, th = r // tiles_h, r % tiles_h
+            for tw in range(tiles_w):
+                _load_tile(x, img, 2 * th - pad, 2 * tw - pad, 4, tile)
+                _input_transform(tile, scratch, v, (r - first) * tiles_w + tw)
+        for xi in range(16):
+            np.dot(v[xi], u[xi], products[xi])
+        for r in range(first, last):
+            img, th = r // tiles_h, r % tiles_h
+            for tw in range(tiles_w):
+                _output_transform(products, (r - first) * tiles_w + tw, bias, scratch_out, out)
+                _store_tile(out, 2, y, img, 2 * th, 2 * tw)
+    return y
+
+
+@njit(parallel=True, **_JIT)
+def _winograd_backward(x, grad_y, u_t, pad, tiles_h, tiles_w, step, sums_u, sums_b, grad_x):
+    n, c, f = x.shape[0], x.shape[3], grad_y.shape[3]
+    per_image = tiles_h * tiles_w
+    sums_u[:] = 0
+    sums_b[:] = 0
+    for task in prange((n + step - 1) // step):
+        first, last = task * step, min(n, task * step + step)
+        count = (last - first) * per_image
+        v = np.empty((16, count, c), dtype=x.dtype)
+        z = np.empty((16, count, f), dtype=x.dtype)
+        tile, scratch = np.empty((4, 4, c), dtype=x.dtype), np.empty((4, 4, c), dtype=x.dtype)
+        grad, scratch_grad = np.empty((2, 2, f), dtype=x.dtype), np.empty((4, 2, f), dtype=x.dtype)
+        thread = get_thread_id()
+        for img in range(first, last):
+            for th in range(tiles_h):
+                for tw in range(tiles_w):
+                    t = (img - first) * per_image + th * tiles_w + tw
+                    _load_tile(x, img, 2 * th - pad, 2 * tw - pad, 4, tile)
+                    _input_transform(tile, scratch, v, t)
+                    _load_tile(grad_y, img, 2 * th, 2 * tw, 2, grad)
+                    _grad_transform(grad, scratch_grad, z, t)
+                    for i in range(2):  # db: the sum of dY
+                        for j in range(2):
+                            for ch in range(f):
+                                sums_b[thread, ch] += grad[i, j, ch]
+        part = np.empty((c, f), dtype=x.dtype)
+        for xi in range(16):
+            np.dot(v[xi].T, z[xi], part)  # dU = V^T Z
+            sums_u[thread, xi] += part
+        if grad_x.shape[0] > 0:  # dV = Z U^T, then dx = B dV B^T, overlapping tiles summed
+            grad_v = v  # V is no longer needed: reuse its memory
+            for xi in range(16):
+                np.dot(z[xi], u_t[xi], grad_v[xi])
+            grad_x[first:last] = 0
+            for img in range(first, last):
+                for th in range(tiles_h):
+                    for tw in range(tiles_w):
+                        t = (img - first) * per_image + th * tiles_w + tw
+                        _input_grad_transform(grad_v, t, scratch, tile)
+                        _add_tile(tile, grad_x, img, 2 * th - pad, 2 * tw - pad)
+    return sums_u
+
+
+def conv3x3_forward(x: np.ndarray, w_ext: np.ndarray, pad: int) -> np.ndarray:
+    """A 3x3, stride-1 convolution by Winograd's F(2x2, 3x3) (see ``winograd``)."""
+    n, h, w, c = x.shape
+    f = w_ext.shape[0]
+    oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
+    tiles_h, tiles_w = winograd.tile_grid(oh, ow, 2)
+    u = winograd.filter_transform(w_ext, 2)
+    bias = np.ascontiguousarray(w_ext[:, -1])
+    rows_per_task = _images_per_task(n * tiles_h, tiles_w * 16 * (c + f) * x.itemsize)
+    y = np.empty((n, oh, ow, f), dtype=x.dtype)
+    _single_threaded_blas()
+    x = np.ascontiguousarray(x)
+    work = n * tiles_h * tiles_w * 16 * (c + f)
+    _run(_winograd_forward, work, x, u, bias, pad, tiles_h, tiles_w, rows_per_task, y)
+    return y
+
+
+def conv3x3_backward(
+    x: np.ndarray, grad_y: np.ndarray, w_ext: np.ndarray, pad: int, input_grad: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``([dW_mat | db], dx or None)`` of ``conv3x3_forward`` (see ``winograd``)."""
+    n, h, w, c = x.shape
+    f = w_ext.shape[0]
+    tiles_h, tiles_w = winograd.tile_grid(grad_y.shape[1], grad_y.shape[2], 2)
+    u_t = np.ascontiguousarray(winograd.filter_transform(w_ext, 2).transpose(0, 2, 1))
+    step = _images_per_task(n, tiles_h * tiles_w * 16 * (c + f) * x.itemsize)
+    threads = config.NUMBA_NUM_THREADS
+    sums_u = np.empty((threads, 16, c, f), dtype=x.dtype)
+    sums_b = np.empty((threads, f), dtype=x.dtype)
+    grad_x = np.empty(x.shape if input_grad else (0, h, w, c), dtype=x.dtype)
+    _single_threaded_blas()
+    x, grad_y = np.ascontiguousarray(x), np.ascontiguousarray(grad_y)
+    work = n * tiles_h * tiles_w * 16 * (c + f)
+    args = (x, grad_y, u_t, pad, tiles_h, tiles_w, step, sums_u, sums_b, grad_x)
+    _run(_winograd_backward, work, *args)
+    grad_ext = np.empty((f, 9 * c + 1), dtype=x.dtype)
+    grad_ext[:, :-1] = winograd.filter_gradient(sums_u.sum(axis=0), 2)
+    grad_ext[:, -1] = sums_b.sum(axis=0)
+    return grad_ext, (grad_x if input_grad else None)
 
 
 # ----------------------------------------------------------------------------- dense
