@@ -346,28 +346,39 @@ def _single_threaded_blas() -> None:
 
 
 @njit(inline="always", **_JIT)
-def _load_tile(x, img, y0, x0, size, tile):
-    """``tile[i, j] = x[img, y0 + i, x0 + j]`` for ``i, j < size``; zero outside the image."""
+def _tile(x, img, y0, x0, size, buffer):
+    """Where to read the ``size x size`` tile of image ``img`` at ``(y0, x0)``: ``(array, img,
+    y0, x0)``.  Inside the image that is ``x`` itself; a tile crossing the border is copied into
+    ``buffer`` ``(1, size, size, C)``, zero outside the image."""
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    if 0 <= y0 and y0 + size <= h and 0 <= x0 and x0 + size <= w:
+        return x, img, y0, x0
     for i in range(size):
         for j in range(size):
             inside = 0 <= y0 + i < h and 0 <= x0 + j < w
             for ch in range(c):
-                tile[i, j, ch] = x[img, y0 + i, x0 + j, ch] if inside else 0
+                buffer[0, i, j, ch] = x[img, y0 + i, x0 + j, ch] if inside else 0
+    return buffer, 0, 0, 0
 
 
 @njit(inline="always", **_JIT)
-def _input_transform(d, r, v, t):
-    """``v[:, t] = B^T d B`` for one 4x4 tile ``d`` ``(4, 4, C)``; ``r`` is scratch.
+def _input_transform(d, img, y0, x0, r, v, t):
+    """``v[:, t] = B^T d B`` for the 4x4 tile ``d[img, y0:y0+4, x0:x0+4]``; ``r`` is scratch.
 
     B^T turns four values into: d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
-    c = d.shape[2]
+    c = d.shape[3]
     for j in range(4):  # r = B^T d: along the rows of the tile
+        d0, d1, d2, d3 = (
+            d[img, y0, x0 + j],
+            d[img, y0 + 1, x0 + j],
+            d[img, y0 + 2, x0 + j],
+            d[img, y0 + 3, x0 + j],
+        )
         for ch in range(c):
-            r[0, j, ch] = d[0, j, ch] - d[2, j, ch]
-            r[1, j, ch] = d[1, j, ch] + d[2, j, ch]
-            r[2, j, ch] = d[2, j, ch] - d[1, j, ch]
-            r[3, j, ch] = d[1, j, ch] - d[3, j, ch]
+            r[0, j, ch] = d0[ch] - d2[ch]
+            r[1, j, ch] = d1[ch] + d2[ch]
+            r[2, j, ch] = d2[ch] - d1[ch]
+            r[3, j, ch] = d1[ch] - d3[ch]
     for i in range(4):  # V = r B: along the columns
         for ch in range(c):
             v[4 * i + 0, t, ch] = r[i, 0, ch] - r[i, 2, ch]
@@ -377,8 +388,9 @@ def _input_transform(d, r, v, t):
 
 
 @njit(inline="always", **_JIT)
-def _output_transform(products, t, bias, r, out):
-    """``out = A^T M A + bias``, the 2x2 outputs of tile ``t``; ``r`` is scratch ``(2, 4, F)``.
+def _output_transform(products, t, bias, r, out, img, y0, x0):
+    """``out[img, y0:y0+2, x0:x0+2] = A^T M A + bias``, the 2x2 outputs of tile ``t``; ``r`` is
+    scratch ``(2, 4, F)``.
 
     A^T turns four values into: m0 + m1 + m2, m1 - m2 - m3."""
     f = products.shape[2]
@@ -388,10 +400,11 @@ def _output_transform(products, t, bias, r, out):
             r[0, j, ch] = products[j, t, ch] + m1 + m2
             r[1, j, ch] = m1 - m2 - products[12 + j, t, ch]
     for i in range(2):  # Y = r A + bias
+        left, right = out[img, y0 + i, x0], out[img, y0 + i, x0 + 1]
         for ch in range(f):
             m1, m2 = r[i, 1, ch], r[i, 2, ch]
-            out[i, 0, ch] = r[i, 0, ch] + m1 + m2 + bias[ch]
-            out[i, 1, ch] = m1 - m2 - r[i, 3, ch] + bias[ch]
+            left[ch] = r[i, 0, ch] + m1 + m2 + bias[ch]
+            right[ch] = m1 - m2 - r[i, 3, ch] + bias[ch]
 
 
 @njit(inline="always", **_JIT)
@@ -405,14 +418,15 @@ def _store_tile(tile, size, y, img, y0, x0):
 
 
 @njit(inline="always", **_JIT)
-def _grad_transform(g, r, z, t):
-    """``z[:, t] = A dY A^T`` for one 2x2 output-gradient tile ``g`` ``(2, 2, F)``.
+def _grad_transform(g, img, y0, x0, r, z, t):
+    """``z[:, t] = A dY A^T`` for the 2x2 output-gradient tile ``g[img, y0:y0+2, x0:x0+2]``.
 
     A turns two values into four: g0, g0 + g1, g0 - g1, -g1."""
-    f = g.shape[2]
+    f = g.shape[3]
     for j in range(2):  # r = A dY
+        top, bottom = g[img, y0, x0 + j], g[img, y0 + 1, x0 + j]
         for ch in range(f):
-            g0, g1 = g[0, j, ch], g[1, j, ch]
+            g0, g1 = top[ch], bottom[ch]
             r[0, j, ch] = g0
             r[1, j, ch] = g0 + g1
             r[2, j, ch] = g0 - g1
@@ -427,8 +441,9 @@ def _grad_transform(g, r, z, t):
 
 
 @njit(inline="always", **_JIT)
-def _input_grad_transform(grad_v, t, r, dd):
-    """``dd = B dV B^T``, the 4x4 input gradient of tile ``t``; ``r`` is scratch ``(4, 4, C)``.
+def _input_grad_transform(grad_v, t, r, dd, img, y0, x0):
+    """``dd[img, y0:y0+4, x0:x0+4] += B dV B^T``, the input gradient of tile ``t``; ``r`` is
+    scratch ``(4, 4, C)``.
 
     B turns four values into: v0, v1 - v2 + v3, v2 + v1 - v0, -v3."""
     c = grad_v.shape[2]
@@ -440,13 +455,15 @@ def _input_grad_transform(grad_v, t, r, dd):
             r[1, q, ch] = v1 - v2 + v3
             r[2, q, ch] = v2 + v1 - v0
             r[3, q, ch] = -v3
-    for i in range(4):  # dd = r B^T
+    for i in range(4):  # dd += r B^T
+        d0, d1 = dd[img, y0 + i, x0], dd[img, y0 + i, x0 + 1]
+        d2, d3 = dd[img, y0 + i, x0 + 2], dd[img, y0 + i, x0 + 3]
         for ch in range(c):
             v0, v1, v2, v3 = r[i, 0, ch], r[i, 1, ch], r[i, 2, ch], r[i, 3, ch]
-            dd[i, 0, ch] = v0
-            dd[i, 1, ch] = v1 - v2 + v3
-            dd[i, 2, ch] = v2 + v1 - v0
-            dd[i, 3, ch] = -v3
+            d0[ch] += v0
+            d1[ch] += v1 - v2 + v3
+            d2[ch] += v2 + v1 - v0
+            d3[ch] += -v3
 
 
 @njit(inline="always", **_JIT)
@@ -468,26 +485,28 @@ def _winograd_forward(x, u, bias, pad, tiles_h, tiles_w, rows_per_task, y):
         count = (last - first) * tiles_w
         v = np.empty((16, count, c), dtype=x.dtype)
         products = np.empty((16, count, f), dtype=x.dtype)
-        tile, scratch = np.empty((4, 4, c), dtype=x.dtype), np.empty((4, 4, c), dtype=x.dtype)
-        out, scratch_out = np.empty((2, 2, f), dtype=x.dtype), np.empty((2, 4, f), dtype=x.dtype)
+        tile, scratch = np.empty((1, 4, 4, c), dtype=x.dtype), np.empty((4, 4, c), dtype=x.dtype)
+        out, scratch_out = np.empty((1, 2, 2, f), dtype=x.dtype), np.empty((2, 4, f), dtype=x.dtype)
         for r in range(first, last):
             img, th = r // tiles_h, r % tiles_h
             for tw in range(tiles_w):
-                _load_tile(x, img, 2 * th - pad, 2 * tw - pad, 4, tile)
-                _input_transform(tile, scratch, v, (r - first) * tiles_w + tw)
+                src, i, y0, x0 = _tile(x, img, 2 * th - pad, 2 * tw - pad, 4, tile)
+                _input_transform(src, i, y0, x0, scratch, v, (r - first) * tiles_w + tw)
         for xi in range(16):
             np.dot(v[xi], u[xi], products[xi])
         for r in range(first, last):
             img, th = r // tiles_h, r % tiles_h
             for tw in range(tiles_w):
-                _output_transform(products, (r - first) * tiles_w + tw, bias, scratch_out, out)
-                _store_tile(out, 2, y, img, 2 * th, 2 * tw)
+                t = (r - first) * tiles_w + tw
+                _output_transform(products, t, bias, scratch_out, out, 0, 0, 0)
+                _store_tile(out[0], 2, y, img, 2 * th, 2 * tw)
     return y
 
 
 @njit(parallel=True, **_JIT)
 def _winograd_backward(x, grad_y, u_t, pad, tiles_h, tiles_w, step, sums_u, sums_b, grad_x):
-    n, c, f = x.shape[0], x.shape[3], grad_y.shape[3]
+    n, h, w, c = x.shape
+    f = grad_y.shape[3]
     per_image = tiles_h * tiles_w
     sums_u[:] = 0
     sums_b[:] = 0
@@ -496,21 +515,24 @@ def _winograd_backward(x, grad_y, u_t, pad, tiles_h, tiles_w, step, sums_u, sums
         count = (last - first) * per_image
         v = np.empty((16, count, c), dtype=x.dtype)
         z = np.empty((16, count, f), dtype=x.dtype)
-        tile, scratch = np.empty((4, 4, c), dtype=x.dtype), np.empty((4, 4, c), dtype=x.dtype)
-        grad, scratch_grad = np.empty((2, 2, f), dtype=x.dtype), np.empty((4, 2, f), dtype=x.dtype)
+        tile, scratch = np.empty((1, 4, 4, c), dtype=x.dtype), np.empty((4, 4, c), dtype=x.dtype)
+        grad, scratch_grad = (
+            np.empty((1, 2, 2, f), dtype=x.dtype),
+            np.empty((4, 2, f), dtype=x.dtype),
+        )
         thread = get_thread_id()
         for img in range(first, last):
             for th in range(tiles_h):
                 for tw in range(tiles_w):
                     t = (img - first) * per_image + th * tiles_w + tw
-                    _load_tile(x, img, 2 * th - pad, 2 * tw - pad, 4, tile)
-                    _input_transform(tile, scratch, v, t)
-                    _load_tile(grad_y, img, 2 * th, 2 * tw, 2, grad)
-                    _grad_transform(grad, scratch_grad, z, t)
-                    for i in range(2):  # db: the sum of dY
-                        for j in range(2):
-                            for ch in range(f):
-                                sums_b[thread, ch] += grad[i, j, ch]
+                    src, i, y0, x0 = _tile(x, img, 2 * th - pad, 2 * tw - pad, 4, tile)
+                    _input_transform(src, i, y0, x0, scratch, v, t)
+                    src, i, y0, x0 = _tile(grad_y, img, 2 * th, 2 * tw, 2, grad)
+                    _grad_transform(src, i, y0, x0, scratch_grad, z, t)
+        tile_sums = z[5]  # Z[1, 1] = g00 + g01 + g10 + g11: the sum of each tile's dY
+        for t in range(count):  # db: the sum of dY
+            for ch in range(f):
+                sums_b[thread, ch] += tile_sums[t, ch]
         part = np.empty((c, f), dtype=x.dtype)
         for xi in range(16):
             np.dot(v[xi].T, z[xi], part)  # dU = V^T Z
@@ -524,8 +546,9 @@ def _winograd_backward(x, grad_y, u_t, pad, tiles_h, tiles_w, step, sums_u, sums
                 for th in range(tiles_h):
                     for tw in range(tiles_w):
                         t = (img - first) * per_image + th * tiles_w + tw
-                        _input_grad_transform(grad_v, t, scratch, tile)
-                        _add_tile(tile, grad_x, img, 2 * th - pad, 2 * tw - pad)
+                        tile[:] = 0
+                        _input_grad_transform(grad_v, t, scratch, tile, 0, 0, 0)
+                        _add_tile(tile[0], grad_x, img, 2 * th - pad, 2 * tw - pad)
     return sums_u
 
 
