@@ -388,9 +388,9 @@ def _input_transform(d, img, y0, x0, r, v, t):
 
 
 @njit(inline="always", **_JIT)
-def _output_transform(products, t, bias, r, out, img, y0, x0):
-    """``out[img, y0:y0+2, x0:x0+2] = A^T M A + bias``, the 2x2 outputs of tile ``t``; ``r`` is
-    scratch ``(2, 4, F)``.
+def _output_transform(products, t, bias, r, out):
+    """``out = A^T M A + bias``, the 2x2 outputs ``(2, 2, F)`` of tile ``t``; ``r`` is scratch
+    ``(2, 4, F)``.
 
     A^T turns four values into: m0 + m1 + m2, m1 - m2 - m3."""
     f = products.shape[2]
@@ -400,11 +400,10 @@ def _output_transform(products, t, bias, r, out, img, y0, x0):
             r[0, j, ch] = products[j, t, ch] + m1 + m2
             r[1, j, ch] = m1 - m2 - products[12 + j, t, ch]
     for i in range(2):  # Y = r A + bias
-        left, right = out[img, y0 + i, x0], out[img, y0 + i, x0 + 1]
         for ch in range(f):
             m1, m2 = r[i, 1, ch], r[i, 2, ch]
-            left[ch] = r[i, 0, ch] + m1 + m2 + bias[ch]
-            right[ch] = m1 - m2 - r[i, 3, ch] + bias[ch]
+            out[i, 0, ch] = r[i, 0, ch] + m1 + m2 + bias[ch]
+            out[i, 1, ch] = m1 - m2 - r[i, 3, ch] + bias[ch]
 
 
 @njit(inline="always", **_JIT)
@@ -441,9 +440,9 @@ def _grad_transform(g, img, y0, x0, r, z, t):
 
 
 @njit(inline="always", **_JIT)
-def _input_grad_transform(grad_v, t, r, dd, img, y0, x0):
-    """``dd[img, y0:y0+4, x0:x0+4] += B dV B^T``, the input gradient of tile ``t``; ``r`` is
-    scratch ``(4, 4, C)``.
+def _input_grad_transform(grad_v, t, r, dd):
+    """``dd = B dV B^T``, the input gradient ``(4, 4, C)`` of tile ``t``; ``r`` is scratch
+    ``(4, 4, C)``.
 
     B turns four values into: v0, v1 - v2 + v3, v2 + v1 - v0, -v3."""
     c = grad_v.shape[2]
@@ -455,15 +454,13 @@ def _input_grad_transform(grad_v, t, r, dd, img, y0, x0):
             r[1, q, ch] = v1 - v2 + v3
             r[2, q, ch] = v2 + v1 - v0
             r[3, q, ch] = -v3
-    for i in range(4):  # dd += r B^T
-        d0, d1 = dd[img, y0 + i, x0], dd[img, y0 + i, x0 + 1]
-        d2, d3 = dd[img, y0 + i, x0 + 2], dd[img, y0 + i, x0 + 3]
+    for i in range(4):  # dd = r B^T
         for ch in range(c):
             v0, v1, v2, v3 = r[i, 0, ch], r[i, 1, ch], r[i, 2, ch], r[i, 3, ch]
-            d0[ch] += v0
-            d1[ch] += v1 - v2 + v3
-            d2[ch] += v2 + v1 - v0
-            d3[ch] += -v3
+            dd[i, 0, ch] = v0
+            dd[i, 1, ch] = v1 - v2 + v3
+            dd[i, 2, ch] = v2 + v1 - v0
+            dd[i, 3, ch] = -v3
 
 
 @njit(inline="always", **_JIT)
@@ -486,7 +483,7 @@ def _winograd_forward(x, u, bias, pad, tiles_h, tiles_w, rows_per_task, y):
         v = np.empty((16, count, c), dtype=x.dtype)
         products = np.empty((16, count, f), dtype=x.dtype)
         tile, scratch = np.empty((1, 4, 4, c), dtype=x.dtype), np.empty((4, 4, c), dtype=x.dtype)
-        out, scratch_out = np.empty((1, 2, 2, f), dtype=x.dtype), np.empty((2, 4, f), dtype=x.dtype)
+        out, scratch_out = np.empty((2, 2, f), dtype=x.dtype), np.empty((2, 4, f), dtype=x.dtype)
         for r in range(first, last):
             img, th = r // tiles_h, r % tiles_h
             for tw in range(tiles_w):
@@ -498,8 +495,8 @@ def _winograd_forward(x, u, bias, pad, tiles_h, tiles_w, rows_per_task, y):
             img, th = r // tiles_h, r % tiles_h
             for tw in range(tiles_w):
                 t = (r - first) * tiles_w + tw
-                _output_transform(products, t, bias, scratch_out, out, 0, 0, 0)
-                _store_tile(out[0], 2, y, img, 2 * th, 2 * tw)
+                _output_transform(products, t, bias, scratch_out, out)
+                _store_tile(out, 2, y, img, 2 * th, 2 * tw)
     return y
 
 
@@ -546,8 +543,7 @@ def _winograd_backward(x, grad_y, u_t, pad, tiles_h, tiles_w, step, sums_u, sums
                 for th in range(tiles_h):
                     for tw in range(tiles_w):
                         t = (img - first) * per_image + th * tiles_w + tw
-                        tile[:] = 0
-                        _input_grad_transform(grad_v, t, scratch, tile, 0, 0, 0)
+                        _input_grad_transform(grad_v, t, scratch, tile[0])
                         _add_tile(tile[0], grad_x, img, 2 * th - pad, 2 * tw - pad)
     return sums_u
 
