@@ -47,7 +47,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 data: install
-	$(PY) -m npcnn.data
+	$(PY) -m npcnn.digits.data
 
 train: install
 	$(PY) train_model.py

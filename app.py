@@ -53,9 +53,10 @@ from PIL import Image  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
 import npcnn  # noqa: E402
-from npcnn.errors import ImageError, ModelFileError, NoInkError  # noqa: E402
+from npcnn.digits.errors import ImageError, NoInkError  # noqa: E402
+from npcnn.digits.preprocess import decode_image, segment_digits, to_mnist  # noqa: E402
+from npcnn.errors import ModelFileError  # noqa: E402
 from npcnn.layers import Conv2D  # noqa: E402
-from npcnn.preprocess import decode_image, segment_digits, to_mnist  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_WEIGHTS = HERE / "weights" / "mnist_cnn.npz"

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 import npcnn
-from npcnn import architectures
-from npcnn.augment import AugmentConfig, augment_batch
-from npcnn.data import load_mnist, train_val_split
+from npcnn.digits import architectures
+from npcnn.digits.augment import AugmentConfig, augment_batch
+from npcnn.digits.data import load_mnist, train_val_split
 from npcnn.errors import ModelFileError
 from npcnn.io import array_to_json, json_to_array, model_arrays, read_npz, save_npz_atomic
 from npcnn.optimizers import Adam, CosineLR, OneCycleLR, StepLR
@@ -234,7 +234,7 @@ A convolutional network for handwritten digits (MNIST), trained from scratch wit
 
 ## Input
 float32 `(N, 1, 28, 28)` in [0, 1], a white digit on black, centred by its centre of mass in a
-20x20 box like MNIST (`npcnn.preprocess.to_mnist` turns any picture into this).  Output: `(N, 10)`
+20x20 box like MNIST (`npcnn.digits.preprocess.to_mnist` turns any picture into this).  Output: `(N, 10)`
 probabilities.
 
 ## Training

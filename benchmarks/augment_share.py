@@ -19,9 +19,9 @@ import time
 import numpy as np
 
 import npcnn
-from npcnn import architectures
-from npcnn.augment import AugmentConfig, augment_batch
-from npcnn.data import load_mnist
+from npcnn.digits import architectures
+from npcnn.digits.augment import AugmentConfig, augment_batch
+from npcnn.digits.data import load_mnist
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from npcnn.augment import AugmentConfig, augment_batch, augmented_batches
-from npcnn.errors import DataError
+from npcnn.digits.augment import AugmentConfig, augment_batch, augmented_batches
+from npcnn.digits.errors import DataError
 
 NOTHING = dict(
     rotation_p=0.0,
@@ -44,7 +44,7 @@ CONFIGS: dict[str, AugmentConfig] = {
 def sample_images(count: int) -> tuple[np.ndarray, str]:
     """``count`` MNIST training digits as float32 (count, 1, 28, 28), or random blobs."""
     try:
-        from npcnn.data import load_mnist
+        from npcnn.digits.data import load_mnist
 
         (x_train, _), _ = load_mnist()
         return x_train[:count, None].astype(np.float32) / 255, "MNIST"

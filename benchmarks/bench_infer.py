@@ -38,7 +38,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     npcnn, import_s = import_npcnn(args.backend, args.threads or None)
-    from npcnn import architectures
+    from npcnn.digits import architectures
 
     model = architectures.build(args.arch, seed=0)
     x, _ = random_batch(1000)

@@ -45,7 +45,7 @@ def main() -> None:
     if args.cold_cache:
         use_cold_numba_cache()
     npcnn, import_s = import_npcnn(args.backend, args.threads or None)
-    from npcnn import architectures
+    from npcnn.digits import architectures
 
     model = architectures.build(args.arch, seed=0)
     optimizer = npcnn.Adam(1e-3)

@@ -99,7 +99,7 @@ def npcnn_tasks(args: argparse.Namespace) -> dict[str, Callable[[], object]]:
     """The three timed calls, npcnn's way."""
     os.environ["NPCNN_BACKEND"] = args.backend
     import npcnn
-    from npcnn import architectures
+    from npcnn.digits import architectures
 
     npcnn.set_threads(args.threads)
     model = architectures.build(args.arch, seed=0)
@@ -120,7 +120,7 @@ def torch_tasks(args: argparse.Namespace) -> dict[str, Callable[[], object]]:
 
     torch.set_num_threads(args.threads)
     os.environ["NPCNN_BACKEND"] = "numpy"  # npcnn only supplies the architecture and weights
-    from npcnn import architectures
+    from npcnn.digits import architectures
 
     model = architectures.build(args.arch, seed=0)
     twin = torch_twin(model, torch)

@@ -146,7 +146,7 @@ def profile_kernels(npcnn, model, x, repeats: int) -> None:
 def main() -> None:
     args = parse_args()
     npcnn, _ = import_npcnn(args.backend, args.threads or None)
-    from npcnn import architectures
+    from npcnn.digits import architectures
 
     model = architectures.build(args.arch, seed=0)
     x, y = random_batch(args.batch_size)

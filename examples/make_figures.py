@@ -6,9 +6,9 @@
 It draws
 
 - ``im2col.png``: the worked example of chapter 2 (a 4x4 image, a 2x2 kernel, the column matrix);
-- ``augmentation.png``: one digit under each augmentation of ``npcnn.augment`` (chapter 4);
+- ``augmentation.png``: one digit under each augmentation of ``npcnn.digits.augment`` (chapter 4);
 
-and then runs ``python -m npcnn.inspect`` on the shipped model for the pictures of chapter 5
+and then runs ``python -m npcnn.digits.analysis`` on the shipped model for the pictures of chapter 5
 (filters, feature maps, saliency, confusion matrix, misclassified digits, training curves).
 """
 
@@ -23,9 +23,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from npcnn import inspect
-from npcnn.augment import AugmentConfig, augment_batch
-from npcnn.data import load_mnist
+from npcnn.digits import analysis as inspect
+from npcnn.digits.augment import AugmentConfig, augment_batch
+from npcnn.digits.data import load_mnist
 from npcnn.kernels.numpy_ref import im2col
 
 # The worked example of chapter 2: a 4x4 image holding 1..16 and a 2x2 kernel.
@@ -117,7 +117,7 @@ def augmentation_figure(
         last[c].set_title(title, fontsize=7, pad=2)
     last[0].set_ylabel("flips (off)", rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(
-        "npcnn.augment: one test digit under each change alone, then all together;\n"
+        "npcnn.digits.augment: one test digit under each change alone, then all together;\n"
         "bottom: flips, which would turn digits into other digits (or none)",
         fontsize=9,
     )

@@ -8,7 +8,7 @@
 """
 
 from . import gradcheck, kernels, layers, losses, optimizers
-from .errors import DataError, ImageError, ModelFileError, NoInkError, NpcnnError
+from .errors import ConfigError, ModelFileError, NpcnnError, ShapeError
 from .io import load_model as load
 from .io import save_model as save
 from .kernels import get_backend, set_backend
@@ -22,18 +22,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SGD",
+    "ShapeError",
     "Adam",
     "BatchNorm",
     "Conv2D",
     "CosineLR",
-    "DataError",
+    "ConfigError",
     "Dense",
     "Dropout",
     "Flatten",
-    "ImageError",
     "MaxPool2D",
     "ModelFileError",
-    "NoInkError",
     "NpcnnError",
     "OneCycleLR",
     "ReLU",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ import npcnn
 from npcnn import kernels
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent)
+)  # digit_strokes.py
 SHIPPED_WEIGHTS = ROOT / "weights" / "mnist_cnn.npz"
 
 # The `backend` fixture is set once per test and is the same for all of hypothesis's examples.

@@ -7,7 +7,7 @@ printed, so the outputs shown in the guide cannot go stale either.  A chapter co
 ``<!-- test: slow -->`` is marked slow; one containing ``<!-- test: needs-shipped-model -->`` is
 skipped when ``weights/mnist_cnn.npz`` is missing.
 
-Also here: the links and pictures of the guide exist, and ``npcnn.inspect`` (which draws the
+Also here: the links and pictures of the guide exist, and ``npcnn.digits.analysis`` (which draws the
 pictures of chapter 5) works on a tiny model and on the shipped one.
 """
 
@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 
 import npcnn
-from npcnn import inspect
-from npcnn.errors import DataError, NpcnnError
+from npcnn.digits import analysis as inspect
+from npcnn.digits.errors import DataError
+from npcnn.errors import NpcnnError
 from npcnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +145,7 @@ def test_links_and_pictures_of_the_guide_exist():
         assert picture.resolve() in referenced, f"no page of the guide shows {picture.name}"
 
 
-# --------------------------------------------------------------------------- npcnn.inspect
+# --------------------------------------------------------------------------- npcnn.digits.analysis
 def tiny_model() -> npcnn.Sequential:
     return npcnn.Sequential(
         [Conv2D(1, 4, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(4 * 13 * 13, 10)], seed=0
@@ -211,7 +212,7 @@ def test_inspect_command_on_a_tiny_saved_model(tmp_path, capsys):
     history = [{"epoch": 1, "loss": 2.0, "accuracy": 0.3, "val_loss": 1.9, "val_accuracy": 0.4}]
     (tmp_path / "MODEL_CARD.json").write_text(json.dumps({"file": "tiny.npz", "history": history}))
     try:
-        from npcnn.data import load_mnist
+        from npcnn.digits.data import load_mnist
 
         load_mnist()
     except DataError as error:
@@ -228,13 +229,13 @@ def test_inspect_command_says_what_is_wrong(tmp_path, capsys):
     assert "model file not found" in capsys.readouterr().err
     (tmp_path / "bad.npz").write_bytes(b"not a model")
     assert inspect.main(["--weights", str(tmp_path / "bad.npz"), "--out", str(tmp_path)]) == 2
-    assert "npcnn.inspect:" in capsys.readouterr().err
+    assert "npcnn.digits.analysis:" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.png"))
 
 
 def test_inspect_runs_as_a_module():
     result = subprocess.run(
-        [sys.executable, "-m", "npcnn.inspect", "--help"],
+        [sys.executable, "-m", "npcnn.digits.analysis", "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -249,7 +250,7 @@ def test_inspect_runs_as_a_module():
 def test_inspect_on_the_shipped_model(tmp_path):
     model = npcnn.load(SHIPPED_WEIGHTS)
     try:
-        from npcnn.data import load_mnist
+        from npcnn.digits.data import load_mnist
 
         _, (x_test, y_test) = load_mnist()
     except DataError as error:

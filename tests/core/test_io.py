@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import npcnn
-from npcnn import architectures
+from npcnn.digits import architectures
 from npcnn.errors import ModelFileError
 from npcnn.io import HEADER_KEY, json_to_array, model_arrays
 

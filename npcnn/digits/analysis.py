@@ -1,6 +1,6 @@
 """Look inside a trained model: what its first layer learned, what it looks at, where it fails.
 
-    python -m npcnn.inspect [--weights weights/mnist_cnn.npz] [--out docs/images]
+    python -m npcnn.digits.analysis [--weights weights/mnist_cnn.npz] [--out docs/images]
 
 writes these pictures (PNG) into ``--out``:
 
@@ -19,7 +19,7 @@ writes these pictures (PNG) into ``--out``:
 
 Every function that draws takes a model (or arrays) and a path, so you can call them yourself::
 
-    from npcnn.inspect import plot_filters
+    from npcnn.digits.analysis import plot_filters
     plot_filters(npcnn.load("weights/mnist_cnn.npz"), "filters.png")
 
 The figures are drawn with matplotlib's object-oriented API (``matplotlib.figure.Figure``), which
@@ -39,10 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, NpcnnError
-from .io import load_model
-from .layers import BatchNorm, Conv2D, Dropout, ReLU
-from .model import Sequential
+from npcnn.digits.errors import DataError
+from npcnn.errors import NpcnnError
+from npcnn.io import load_model
+from npcnn.layers import BatchNorm, Conv2D, Dropout, ReLU
+from npcnn.model import Sequential
 
 MNIST_SHAPE = (1, 28, 28)
 PICTURES = (
@@ -159,7 +160,9 @@ def _figure(width: float, height: float) -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - matplotlib is in requirements.txt
-        raise NpcnnError("npcnn.inspect draws with matplotlib: pip install matplotlib") from None
+        raise NpcnnError(
+            "npcnn.digits.analysis draws with matplotlib: pip install matplotlib"
+        ) from None
     return Figure(figsize=(width, height))
 
 
@@ -397,7 +400,7 @@ def inspect_model(
     """Write every picture for ``model`` and the test set ``(x_test, y_test)`` into ``out``."""
     if model.input_shape != MNIST_SHAPE:
         raise NpcnnError(
-            f"npcnn.inspect shows MNIST models (input {MNIST_SHAPE}), not {model.input_shape}"
+            f"npcnn.digits.analysis shows MNIST models (input {MNIST_SHAPE}), not {model.input_shape}"
         )
     x = as_image_batch(x_test)
     y = np.asarray(y_test, dtype=np.int64)
@@ -424,9 +427,9 @@ def inspect_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m npcnn.inspect``: draw the pictures of a trained model."""
+    """``python -m npcnn.digits.analysis``: draw the pictures of a trained model."""
     parser = argparse.ArgumentParser(
-        prog="python -m npcnn.inspect",
+        prog="python -m npcnn.digits.analysis",
         description="Draw what a trained MNIST model learned: first-layer filters, feature maps, "
         "saliency maps, the confusion matrix and the misclassified test digits (PNG files).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -452,10 +455,10 @@ def main(argv: list[str] | None = None) -> int:
             model, x_test, y_test, args.out, args.digit, training_history(args.weights)
         )
     except DataError as error:
-        print(f"npcnn.inspect: cannot load MNIST: {error}", file=sys.stderr)
+        print(f"npcnn.digits.analysis: cannot load MNIST: {error}", file=sys.stderr)
         return 1
     except NpcnnError as error:
-        print(f"npcnn.inspect: {error}", file=sys.stderr)
+        print(f"npcnn.digits.analysis: {error}", file=sys.stderr)
         return 2
     for path in paths:
         print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB)")

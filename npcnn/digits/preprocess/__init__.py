@@ -62,7 +62,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from npcnn.errors import ImageError, NoInkError
+from npcnn.digits.errors import ImageError, NoInkError
 
 __all__ = [
     "DigitCrop",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import npcnn
-from npcnn import architectures
+from npcnn.digits import architectures
 from npcnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 
 

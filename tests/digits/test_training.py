@@ -10,7 +10,7 @@ import pytest
 
 import npcnn
 import train_model
-from npcnn.data import load_mnist
+from npcnn.digits.data import load_mnist
 
 pytestmark = pytest.mark.slow
 
