@@ -16,6 +16,17 @@ import numpy as np
 Batch = tuple[np.ndarray, np.ndarray]
 
 
+def as_float_images(images: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """Pixels as floats in [0, 1]: uint8 values 0..255 are divided by 255, floats only cast.
+
+    The one place npcnn turns stored images (uint8, as MNIST ships them) into network input.
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(dtype) / np.dtype(dtype).type(255)
+    return images.astype(dtype, copy=False)
+
+
 def shuffled_batches(
     x: np.ndarray,
     y: np.ndarray,

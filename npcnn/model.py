@@ -14,6 +14,7 @@ with the maths), a progress bar and validation.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,23 @@ from typing import Any
 import numpy as np
 
 from . import kernels
-from .batching import prefetch, shuffled_batches
+from .batching import as_float_images, prefetch, shuffled_batches
 from .layers import Conv2D, Dense, Layer, MaxPool2D, ReLU, Shape
 from .losses import SoftmaxCrossEntropy, softmax
 from .optimizers import Adam, Optimizer
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 EpochCallback = Callable[["Sequential", int, dict[str, float]], None]
+
+
+@dataclass
+class Inspection:
+    """What ``Sequential.inspect`` saw for a batch of ``N`` examples."""
+
+    logits: np.ndarray  # (N, classes): the scores before softmax
+    activations: list[tuple[str, np.ndarray]]  # each layer's name and output, in listed order
+    class_index: np.ndarray  # (N,): the class whose score was differentiated
+    input_gradient: np.ndarray  # like the input: d logit[class_index] / d x
 
 
 class Sequential:
@@ -216,9 +227,7 @@ class Sequential:
                 f"expected inputs of shape (N, {', '.join(map(str, self.input_shape))})"
                 f", got {x.shape}"
             )
-        if x.dtype == np.uint8:
-            return x.astype(self.dtype) / self.dtype.type(255)
-        return x.astype(self.dtype, copy=False)
+        return as_float_images(x, self.dtype.type)
 
     def _batches(self, x: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, len(x), batch_size):
@@ -244,16 +253,38 @@ class Sequential:
         loss = SoftmaxCrossEntropy().forward(logits, y)
         return {"loss": loss, "accuracy": float((logits.argmax(axis=1) == y).mean())}
 
-    def input_gradient(self, x: np.ndarray, class_index: int) -> np.ndarray:
-        """d logit[class_index] / d x, eval mode: a saliency map when ``x`` is one image.
+    def inspect(self, x: np.ndarray, class_index: int | None = None) -> Inspection:
+        """Look inside the model: one forward pass and one backward pass, eval mode.
 
-        Not thread-safe (it uses the layers' backward caches): guard with a lock in a server.
+        Returns the logits, every layer's output as listed (its feature maps for a convolution),
+        and the saliency ``d logit[class] / d x``: the gradient of one class's score with
+        respect to each input value.  ``class_index`` picks the class; ``None`` takes each
+        example's highest-scoring class.
+
+        The layers run in their listed order here (not ``execution_order``), so that each
+        output is the one the listed layer computes.  Not thread-safe (the layers keep what
+        backward needs between the two passes): guard it with a lock in a server.
         """
         x = self._as_input(x)
-        logits = self.forward(x, training=False)
+        outputs: list[tuple[str, np.ndarray]] = []
+        out = x
+        for layer in self.layers:
+            out = layer.forward(out, training=False)
+            outputs.append((layer.name, np.ascontiguousarray(out)))
+        logits = outputs[-1][1]
+        if class_index is None:
+            classes = logits.argmax(axis=1)
+        else:
+            classes = np.full(len(x), class_index, dtype=np.int64)
         grad = np.zeros_like(logits)
-        grad[:, class_index] = 1.0
-        return self.backward(grad)
+        grad[np.arange(len(x)), classes] = 1.0  # d logit[class] / d logits
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return Inspection(logits, outputs, classes, np.ascontiguousarray(grad))
+
+    def input_gradient(self, x: np.ndarray, class_index: int) -> np.ndarray:
+        """d logit[class_index] / d x, eval mode: a saliency map when ``x`` is one image."""
+        return self.inspect(x, class_index).input_gradient
 
     def activations(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
         """Every layer's name and output for ``x``, eval mode (feature maps for conv layers)."""

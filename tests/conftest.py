@@ -14,9 +14,7 @@ import npcnn
 from npcnn import kernels
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(
-    0, str(Path(__file__).resolve().parent)
-)  # digit_strokes.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # digit_strokes.py
 SHIPPED_WEIGHTS = ROOT / "weights" / "mnist_cnn.npz"
 
 # The `backend` fixture is set once per test and is the same for all of hypothesis's examples.
