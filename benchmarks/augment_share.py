@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 import npcnn
+from npcnn.batching import as_float_images
 from npcnn.digits import architectures
 from npcnn.digits.augment import AugmentConfig, augment_batch
 from npcnn.digits.data import load_mnist
@@ -34,7 +35,7 @@ def main() -> None:
     npcnn.set_threads(args.threads)
     (x, y), _ = load_mnist()
     count = 128 * args.batches
-    x = (x[:count, None] / np.float32(255)).astype(np.float32)
+    x = as_float_images(x[:count, None])
     y = y[:count].astype(np.int64)
     config = AugmentConfig()
     model = architectures.build(args.arch)

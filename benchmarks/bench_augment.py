@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from npcnn.batching import as_float_images
 from npcnn.digits.augment import AugmentConfig, augment_batch, augmented_batches
 from npcnn.digits.errors import DataError
 
@@ -47,7 +48,7 @@ def sample_images(count: int) -> tuple[np.ndarray, str]:
         from npcnn.digits.data import load_mnist
 
         (x_train, _), _ = load_mnist()
-        return x_train[:count, None].astype(np.float32) / 255, "MNIST"
+        return as_float_images(x_train[:count, None]), "MNIST"
     except DataError:
         rng = np.random.default_rng(0)
         return rng.random((count, 1, 28, 28), dtype=np.float32), "random"

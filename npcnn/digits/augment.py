@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from npcnn.batching import as_float_images, shuffled_batches
 from npcnn.batching import prefetch as prefetch_batches
-from npcnn.batching import shuffled_batches
 from npcnn.digits.errors import ImageError
-from npcnn.errors import NpcnnError
+from npcnn.errors import ConfigError, ShapeError
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class AugmentConfig:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name.endswith("_p") and not 0.0 <= value <= 1.0:
-                raise NpcnnError(f"AugmentConfig.{field.name} must be in [0, 1], got {value}")
+                raise ConfigError(f"AugmentConfig.{field.name} must be in [0, 1], got {value}")
         for name in (
             "rotation_deg",
             "shift_px",
@@ -74,16 +74,16 @@ class AugmentConfig:
             "strength",
         ):
             if not getattr(self, name) >= 0:  # also catches NaN
-                raise NpcnnError(f"AugmentConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"AugmentConfig.{name} must be >= 0, got {getattr(self, name)}")
         low, high = self.zoom_range
         if not 0 < low <= high:
-            raise NpcnnError(f"AugmentConfig.zoom_range must be 0 < low <= high, got {low, high}")
+            raise ConfigError(f"AugmentConfig.zoom_range must be 0 < low <= high, got {low, high}")
         if not (isinstance(self.thickness_size, int) and self.thickness_size >= 1):
-            raise NpcnnError(
+            raise ConfigError(
                 f"AugmentConfig.thickness_size must be an int >= 1, got {self.thickness_size}"
             )
         if min(self.effective_zoom_range()) <= 0:
-            raise NpcnnError(
+            raise ConfigError(
                 f"strength {self.strength} stretches zoom_range {self.zoom_range} below zero"
             )
 
@@ -236,10 +236,7 @@ def augment_batch(
 
 def _float_batch(images: np.ndarray) -> np.ndarray:
     """uint8 (0..255) or float (0..1) images, (B, H, W) or (B, 1, H, W) -> float32 (B, 1, H, W)."""
-    if images.dtype == np.uint8:
-        images = images.astype(np.float32) / np.float32(255)
-    else:
-        images = images.astype(np.float32, copy=False)
+    images = as_float_images(images)
     return images if images.ndim == 4 else images[:, None]
 
 
@@ -266,11 +263,11 @@ def augmented_batches(
     if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[1] != 1):
         raise ImageError(f"x must be shaped (N, H, W) or (N, 1, H, W), got {x.shape}")
     if y.ndim != 1 or len(y) != len(x):
-        raise NpcnnError(f"y must be shaped ({len(x)},) to match x, got {y.shape}")
+        raise ShapeError(f"y must be shaped ({len(x)},) to match x, got {y.shape}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise NpcnnError(f"batch_size must be an integer, got {batch_size!r}")
+        raise ConfigError(f"batch_size must be an integer, got {batch_size!r}")
     if batch_size < 1 or prefetch < 0:
-        raise NpcnnError(f"need batch_size >= 1 and prefetch >= 0, got {batch_size}, {prefetch}")
+        raise ConfigError(f"need batch_size >= 1 and prefetch >= 0, got {batch_size}, {prefetch}")
     config = AugmentConfig() if config is None else config
 
     def transform(batch: np.ndarray, batch_rng: np.random.Generator) -> np.ndarray:

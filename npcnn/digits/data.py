@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from npcnn.digits.errors import DataError
+from npcnn.io import save_npz_atomic
 
 # The four arrays, as C-contiguous uint8 NumPy arrays: name -> (sha256 of the bytes, shape).
 # (The same table is in shared/mnist.sha256.)
@@ -253,28 +254,12 @@ def read_cache(path: str | os.PathLike) -> MnistArrays:
 
 
 def write_cache(arrays: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Save ``arrays`` as a compressed ``.npz`` at ``path``, atomically.
-
-    The file is written under a temporary name in the same directory, flushed to disk, then
-    renamed over ``path`` with ``os.replace`` (atomic on POSIX and Windows): readers see the old
-    file or the complete new one, never a partial one, and a crash leaves no stray temporary file
-    behind except in the rare case the process is killed outright.
+    """Save ``arrays`` as a compressed ``.npz`` at ``path``, atomically, with the framework's
+    writer (``npcnn.io.save_npz_atomic``): a temporary file in the same directory, flushed to
+    disk, then renamed over ``path`` with ``os.replace``.  Readers see the old file or the
+    complete new one, never a partial one; the file is readable by all (0644), like any cache.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=path.stem + ".", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            np.savez_compressed(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o644)  # temporary files start private (0600); a cache need not be
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    save_npz_atomic(path, dict(arrays))
 
 
 # --------------------------------------------------------------------------------------------
