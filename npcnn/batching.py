@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .errors import ConfigError
+
 Batch = tuple[np.ndarray, np.ndarray]
 
 
@@ -37,7 +39,7 @@ def shuffled_batches(
 ) -> Iterator[Batch]:
     """One epoch of ``(x_batch, y_batch)``; the last batch may be smaller."""
     if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+        raise ConfigError("batch_size must be at least 1")
     order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
     starts = range(0, len(x), batch_size)
     seeds = rng.integers(0, 2**63 - 1, size=len(starts)) if augment is not None else None

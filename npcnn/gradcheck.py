@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .errors import ShapeError
 from .layers import Layer
 from .losses import SoftmaxCrossEntropy
 from .model import Sequential
@@ -39,7 +40,7 @@ def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6)
     grad = np.zeros_like(x, dtype=np.float64)
     flat_x, flat_grad = x.reshape(-1), grad.reshape(-1)  # views of x and grad
     if not np.shares_memory(flat_x, x):
-        raise ValueError("x must be contiguous so that it can be perturbed in place")
+        raise ShapeError("x must be contiguous so that it can be perturbed in place")
     for i in range(flat_x.size):
         original = flat_x[i]
         flat_x[i] = original + eps

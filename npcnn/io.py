@@ -63,6 +63,8 @@ def model_arrays(
     model: Sequential, metadata: dict[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
     """The header and every parameter/buffer of ``model``, as a dict of arrays."""
+    if not model.built:
+        raise ModelFileError("cannot save a model that was never built (no input shape yet)")
     header = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -81,7 +83,10 @@ def model_arrays(
 
 
 def save_model(model: Sequential, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
-    """Save ``model`` (architecture + weights + ``metadata``) to ``path`` (``.npz``)."""
+    """Save ``model`` (architecture + weights + ``metadata``) to ``path`` (``.npz``).
+
+    ``metadata`` (JSON-able: training options, metrics, ...) replaces ``model.metadata``.
+    """
     if metadata is not None:
         model.metadata = metadata
     save_npz_atomic(path, model_arrays(model, metadata))

@@ -4,9 +4,15 @@ Every layer follows one small protocol:
 
 - ``build(input_shape, rng, dtype) -> output_shape`` creates the parameters (shapes exclude the batch);
 - ``forward(x, training) -> y`` computes the output and remembers what ``backward`` needs;
-- ``backward(grad_y) -> grad_x`` takes dL/dy and returns dL/dx, storing dL/dparam in ``grads``;
+- ``backward(grad_y, input_grad=True) -> grad_x`` takes dL/dy and returns dL/dx, storing
+  dL/dparam in ``grads``; with ``input_grad=False`` it may skip dL/dx and return ``None`` (the
+  first layer of a model in training: nothing needs the gradient of the input);
 - ``params`` / ``grads`` map a name to an array; ``buffers`` holds non-trained state (BatchNorm's
   running statistics); ``config()`` gives the constructor arguments, so a model can be saved as JSON.
+
+Layers infer their input sizes in ``build``: ``Conv2D(32, 3)`` learns its input channels and
+``Dense(10)`` its input features from the layer before (the explicit forms ``Conv2D(1, 32, 3)``
+and ``Dense(1600, 10)`` also work, and are checked against what arrives).
 
 Images are NCHW: ``(batch, channels, height, width)`` -- logically.  In memory the layers keep them
 *channels last* (NHWC): a layer's output is an ``(N, H, W, C)`` array seen through the free view
@@ -23,12 +29,19 @@ from typing import Any
 import numpy as np
 
 from . import kernels
+from .errors import ConfigError, ShapeError
+from .shapes import window_output_size
 
 Shape = tuple[int, ...]
 
 
 class Layer:
     """Base class: a layer without parameters that passes its input through unchanged."""
+
+    # Two facts ``Sequential.execution_order`` uses to run a ReLU after the max pooling that
+    # follows it (same result, a quarter of the work): see ``model.relu_then_max_pool``.
+    elementwise_non_decreasing: bool = False  # y_i = f(x_i) with f non-decreasing (ReLU)
+    takes_window_maximum: bool = False  # each output is the maximum of a window (MaxPool2D)
 
     def __init__(self) -> None:
         self.name: str = type(self).__name__.lower()
@@ -45,7 +58,7 @@ class Layer:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
@@ -101,18 +114,34 @@ class Conv2D(Layer):
 
     def __init__(
         self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
+        *sizes: int,
         stride: int = 1,
         padding: str | int = "valid",
+        in_channels: int | None = None,
+        out_channels: int | None = None,
+        kernel_size: int | None = None,
     ) -> None:
+        """``Conv2D(filters, kernel)``, or ``Conv2D(in_channels, filters, kernel)`` to state the
+        input channels too (they are checked in ``build``).  Keywords work as well."""
         super().__init__()
+        if len(sizes) == 3:
+            in_channels, out_channels, kernel_size = sizes
+        elif len(sizes) == 2 and kernel_size is None:
+            out_channels, kernel_size = sizes
+        elif len(sizes) == 2:  # Conv2D(in_channels, filters, kernel_size=k)
+            in_channels, out_channels = sizes
+        elif len(sizes) == 1:
+            (out_channels,) = sizes
+        elif sizes:
+            raise ConfigError(f"Conv2D takes at most 3 sizes (in, out, kernel), not {sizes}")
+        if out_channels is None:
+            raise ConfigError("Conv2D needs its number of filters: Conv2D(32, 3)")
+        kernel_size = 3 if kernel_size is None else kernel_size
         if padding == "same" and kernel_size % 2 == 0:
-            raise ValueError("padding='same' needs an odd kernel_size")
+            raise ConfigError("padding='same' needs an odd kernel_size")
         if not (padding in ("valid", "same") or (isinstance(padding, int) and padding >= 0)):
-            raise ValueError(f"padding must be 'valid', 'same' or an int >= 0, not {padding!r}")
-        self.in_channels = in_channels
+            raise ConfigError(f"padding must be 'valid', 'same' or an int >= 0, not {padding!r}")
+        self.in_channels = in_channels  # None until build() sees the input
         self.out_channels = out_channels
         self.kernel_size = kernel_size
         self.stride = stride
@@ -122,16 +151,24 @@ class Conv2D(Layer):
     def build(
         self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
     ) -> Shape:
+        if len(input_shape) != 3:
+            raise ShapeError(
+                f"{self.name}: expects (channels, height, width) inputs, got {input_shape}"
+            )
         c, h, w = input_shape
-        if c != self.in_channels:
-            raise ValueError(f"{self.name}: expects {self.in_channels} input channels, got {c}")
+        if self.in_channels is not None and c != self.in_channels:
+            raise ShapeError(f"{self.name}: expects {self.in_channels} input channels, got {c}")
+        self.in_channels = c
         k, f = self.kernel_size, self.out_channels
+        try:
+            oh = window_output_size(h, k, self.stride, self.pad)
+            ow = window_output_size(w, k, self.stride, self.pad)
+        except ShapeError:
+            raise ShapeError(
+                f"{self.name}: a {k}x{k} kernel does not fit a {h}x{w} input"
+            ) from None
         self.params["W"] = _he_normal(rng, (f, c, k, k), fan_in=c * k * k, dtype=dtype)
         self.params["b"] = np.zeros(f, dtype=dtype)
-        oh = (h + 2 * self.pad - k) // self.stride + 1
-        ow = (w + 2 * self.pad - k) // self.stride + 1
-        if oh < 1 or ow < 1:
-            raise ValueError(f"{self.name}: a {k}x{k} kernel does not fit a {h}x{w} input")
         return (f, oh, ow)
 
     def _extended_weights(self) -> np.ndarray:
@@ -179,6 +216,8 @@ class MaxPool2D(Layer):
     Rows or columns left over when the window does not tile the input get no gradient.
     """
 
+    takes_window_maximum = True
+
     def __init__(self, size: int = 2, stride: int | None = None) -> None:
         super().__init__()
         self.size = size
@@ -187,10 +226,15 @@ class MaxPool2D(Layer):
     def build(
         self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
     ) -> Shape:
+        if len(input_shape) != 3:
+            raise ShapeError(
+                f"{self.name}: expects (channels, height, width) inputs, got {input_shape}"
+            )
         c, h, w = input_shape
         if h < self.size or w < self.size:
-            raise ValueError(f"{self.name}: a {self.size}x{self.size} window exceeds {h}x{w}")
-        return (c, (h - self.size) // self.stride + 1, (w - self.size) // self.stride + 1)
+            raise ShapeError(f"{self.name}: a {self.size}x{self.size} window exceeds {h}x{w}")
+        size, stride = self.size, self.stride
+        return (c, window_output_size(h, size, stride), window_output_size(w, size, stride))
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = channels_last(x)  # (N, H, W, C)
@@ -198,7 +242,7 @@ class MaxPool2D(Layer):
         self._cache = (x.shape, argmax)
         return channels_first(out)
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray:
         x_shape, argmax = self._cache
         grad = channels_last(grad_out)
         return channels_first(
@@ -215,18 +259,30 @@ class Dense(Layer):
     backward: ``dW = x.T @ dy``, ``db = sum(dy over the batch)``, ``dx = dy @ W.T``.
     """
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(
+        self, *sizes: int, in_features: int | None = None, out_features: int | None = None
+    ) -> None:
+        """``Dense(outputs)``, or ``Dense(inputs, outputs)`` to state the input size too."""
         super().__init__()
-        self.in_features = in_features
+        if len(sizes) == 2:
+            in_features, out_features = sizes
+        elif len(sizes) == 1:
+            (out_features,) = sizes
+        elif sizes:
+            raise ConfigError(f"Dense takes at most 2 sizes (in, out), not {sizes}")
+        if out_features is None:
+            raise ConfigError("Dense needs its number of outputs: Dense(10)")
+        self.in_features = in_features  # None until build() sees the input
         self.out_features = out_features
 
     def build(
         self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
     ) -> Shape:
-        if input_shape != (self.in_features,):
-            raise ValueError(
-                f"{self.name}: expects ({self.in_features},) inputs, got {input_shape}"
-            )
+        if len(input_shape) != 1 or input_shape[0] != (self.in_features or input_shape[0]):
+            expected = "(features,)" if self.in_features is None else f"({self.in_features},)"
+            hint = " (put a Flatten() before it)" if len(input_shape) > 1 else ""
+            raise ShapeError(f"{self.name}: expects {expected} inputs, got {input_shape}{hint}")
+        self.in_features = input_shape[0]
         shape = (self.in_features, self.out_features)
         self.params["W"] = _he_normal(rng, shape, fan_in=self.in_features, dtype=dtype)
         self.params["b"] = np.zeros(self.out_features, dtype=dtype)
@@ -249,11 +305,13 @@ class Dense(Layer):
 class ReLU(Layer):
     """``y = max(x, 0)``; its derivative is 1 where ``x > 0`` and 0 elsewhere."""
 
+    elementwise_non_decreasing = True
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._y = kernels.relu_forward(x)  # same memory layout as x
         return self._y
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray:
         return kernels.relu_backward(grad_out, self._y)
 
 
@@ -269,7 +327,7 @@ class Flatten(Layer):
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray:
         return grad_out.reshape(self._shape)
 
 
@@ -281,7 +339,7 @@ class Dropout(Layer):
     def __init__(self, rate: float = 0.5) -> None:
         super().__init__()
         if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), not {rate}")
+            raise ConfigError(f"dropout rate must be in [0, 1), not {rate}")
         self.rate = rate
         self.rng = np.random.default_rng(0)
 
@@ -299,7 +357,7 @@ class Dropout(Layer):
         self._mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.rate)
         return x * self._mask
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray:
         return grad_out if self._mask is None else grad_out * self._mask
 
     def config(self) -> dict[str, Any]:
@@ -322,20 +380,27 @@ class BatchNorm(Layer):
     recompute ``x_hat`` there: one array less to write and read back.
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5) -> None:
+    def __init__(
+        self, num_features: int | None = None, momentum: float = 0.9, eps: float = 1e-5
+    ) -> None:
+        """``BatchNorm()`` learns its channel count in ``build``; ``BatchNorm(32)`` checks it."""
         super().__init__()
-        self.num_features = num_features
+        self.num_features = num_features  # None until build() sees the input
         self.momentum = momentum
         self.eps = eps
 
     def build(
         self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
     ) -> Shape:
-        if input_shape[0] != self.num_features:
-            raise ValueError(
+        if len(input_shape) not in (1, 3):
+            raise ShapeError(
+                f"{self.name}: expects (features,) or (C, H, W) inputs, got {input_shape}"
+            )
+        if self.num_features is not None and input_shape[0] != self.num_features:
+            raise ShapeError(
                 f"{self.name}: expects {self.num_features} channels, got {input_shape}"
             )
-        c = self.num_features
+        c = self.num_features = input_shape[0]
         self.params["gamma"] = np.ones(c, dtype=dtype)
         self.params["beta"] = np.zeros(c, dtype=dtype)
         self.buffers["running_mean"] = np.zeros(c, dtype=dtype)
@@ -376,7 +441,7 @@ class BatchNorm(Layer):
             kernels.batchnorm_forward(table, mean, inv_std, gamma, beta), x.shape
         )
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray:
         table, mean, inv_std, training, shape = self._cache
         grad = self._as_table(grad_out)  # (samples, C)
         gamma = self.params["gamma"]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ConfigError, ShapeError
+
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """``log softmax(z)`` along the last axis, computed stably (finite for logits of any size)."""
@@ -40,7 +42,7 @@ class SoftmaxCrossEntropy:
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError("label_smoothing must be in [0, 1)")
+            raise ConfigError("label_smoothing must be in [0, 1)")
         self.label_smoothing = label_smoothing
 
     def _targets(self, labels: np.ndarray, num_classes: int, dtype: np.dtype) -> np.ndarray:
@@ -53,7 +55,7 @@ class SoftmaxCrossEntropy:
         """The mean loss; remembers the probabilities for ``backward``."""
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
-            raise ValueError("labels must be a vector with one integer class per row of logits")
+            raise ShapeError("labels must be a vector with one integer class per row of logits")
         log_p = log_softmax(logits)
         targets = self._targets(labels, logits.shape[1], logits.dtype)
         self._cache = (np.exp(log_p), targets)

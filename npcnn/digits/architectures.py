@@ -1,12 +1,14 @@
 """Named model architectures: the two reference models of the benchmarks and the shipped model.
 
-``build(name, seed)`` returns a fresh ``Sequential`` for 28x28 grey images and 10 classes.
+``build(name, seed)`` returns a fresh ``Sequential`` for 28x28 grey images and 10 classes.  The
+layers infer their input sizes (``Dense(10)`` after ``Flatten`` learns it gets 1,600 features).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from npcnn.errors import ConfigError
 from npcnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU
 from npcnn.model import Sequential
 
@@ -14,20 +16,20 @@ from npcnn.model import Sequential
 def keras_small() -> list[Layer]:
     """The Keras MNIST example: 34,826 parameters."""
     return [
-        Conv2D(1, 32, 3), ReLU(), MaxPool2D(2),
-        Conv2D(32, 64, 3), ReLU(), MaxPool2D(2),
-        Flatten(), Dropout(0.5), Dense(1600, 10),
+        Conv2D(32, 3), ReLU(), MaxPool2D(2),
+        Conv2D(64, 3), ReLU(), MaxPool2D(2),
+        Flatten(), Dropout(0.5), Dense(10),
     ]  # fmt: skip
 
 
 def lenet_plus() -> list[Layer]:
     """Two blocks of two 'same' 3x3 convolutions, then a 128-unit dense layer: 467,818 parameters."""
     return [
-        Conv2D(1, 32, 3, padding="same"), ReLU(),
-        Conv2D(32, 32, 3, padding="same"), ReLU(), MaxPool2D(2),
-        Conv2D(32, 64, 3, padding="same"), ReLU(),
-        Conv2D(64, 64, 3, padding="same"), ReLU(), MaxPool2D(2),
-        Flatten(), Dense(3136, 128), ReLU(), Dropout(0.5), Dense(128, 10),
+        Conv2D(32, 3, padding="same"), ReLU(),
+        Conv2D(32, 3, padding="same"), ReLU(), MaxPool2D(2),
+        Conv2D(64, 3, padding="same"), ReLU(),
+        Conv2D(64, 3, padding="same"), ReLU(), MaxPool2D(2),
+        Flatten(), Dense(128), ReLU(), Dropout(0.5), Dense(10),
     ]  # fmt: skip
 
 
@@ -38,11 +40,11 @@ def shipped() -> list[Layer]:
     -> pool -> 4x4x64 -> dense 128 -> dense 10.
     """
     return [
-        Conv2D(1, 32, 5), BatchNorm(32), ReLU(), MaxPool2D(2),
-        Conv2D(32, 64, 3), BatchNorm(64), ReLU(),
-        Conv2D(64, 64, 3), BatchNorm(64), ReLU(), MaxPool2D(2),
-        Flatten(), Dense(1024, 128), BatchNorm(128), ReLU(), Dropout(0.3),
-        Dense(128, 10),
+        Conv2D(32, 5), BatchNorm(), ReLU(), MaxPool2D(2),
+        Conv2D(64, 3), BatchNorm(), ReLU(),
+        Conv2D(64, 3), BatchNorm(), ReLU(), MaxPool2D(2),
+        Flatten(), Dense(128), BatchNorm(), ReLU(), Dropout(0.3),
+        Dense(10),
     ]  # fmt: skip
 
 
@@ -56,5 +58,5 @@ ARCHITECTURES: dict[str, Callable[[], list[Layer]]] = {
 def build(name: str, seed: int = 0) -> Sequential:
     """A freshly initialised model of the named architecture."""
     if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise ConfigError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     return Sequential(ARCHITECTURES[name](), input_shape=(1, 28, 28), seed=seed)

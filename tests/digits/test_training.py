@@ -10,6 +10,7 @@ import pytest
 
 import npcnn
 import train_model
+from npcnn.checkpoints import Checkpoint
 from npcnn.digits.data import load_mnist
 
 pytestmark = pytest.mark.slow
@@ -39,17 +40,17 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
     """2 epochs in one go == 1 epoch, Ctrl-C, then --resume for the second: identical weights."""
     assert train_model.main(quick_args(tmp_path, "straight", "--epochs", "2", "--no-card")) == 0
 
-    real_save = train_model.save_checkpoint
+    real_save = Checkpoint.save
 
-    def save_then_interrupt(*args, **kwargs):
-        real_save(*args, **kwargs)
+    def save_then_interrupt(self, model):
+        real_save(self, model)
         raise KeyboardInterrupt  # as if Ctrl-C came right after the first epoch's checkpoint
 
-    monkeypatch.setattr(train_model, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(Checkpoint, "save", save_then_interrupt)
     args = quick_args(tmp_path, "resumed", "--epochs", "2", "--no-card")
     assert train_model.main(args) == 130
     assert not (tmp_path / "resumed.npz").exists()
-    monkeypatch.setattr(train_model, "save_checkpoint", real_save)
+    monkeypatch.setattr(Checkpoint, "save", real_save)
     assert train_model.main([*args, "--resume"]) == 0
 
     straight = np.load(tmp_path / "straight.npz", allow_pickle=False)
