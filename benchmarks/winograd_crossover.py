@@ -1,4 +1,5 @@
-"""When does Winograd F(2x2, 3x3) beat im2col + GEMM?  The data behind ``use_winograd``.
+"""When does Winograd F(2x2, 3x3) beat im2col + GEMM?  The data behind ``use_winograd``
+(``npcnn/kernels/numba/winograd.py``).
 
     python benchmarks/winograd_crossover.py [--threads 2] [--repeats 21]
 
@@ -33,13 +34,13 @@ def winograd_over_im2col(
     x: np.ndarray, w_ext: np.ndarray, grad_y: np.ndarray, pad: int, repeats: int
 ) -> tuple[float, float]:
     """Median time of Winograd over im2col + GEMM: (forward, backward)."""
-    from npcnn.kernels import numba_jit
+    from npcnn.kernels.numba import conv, winograd
 
     calls = {
-        "im2col forward": lambda: numba_jit.im2col_conv2d_forward(x, w_ext, 3, 1, pad),
-        "winograd forward": lambda: numba_jit.conv3x3_forward(x, w_ext, pad),
-        "im2col backward": lambda: numba_jit.im2col_conv2d_backward(x, grad_y, w_ext, 3, 1, pad),
-        "winograd backward": lambda: numba_jit.conv3x3_backward(x, grad_y, w_ext, pad),
+        "im2col forward": lambda: conv.im2col_conv2d_forward(x, w_ext, 3, 1, pad),
+        "winograd forward": lambda: winograd.winograd_conv2d_forward(x, w_ext, pad),
+        "im2col backward": lambda: conv.im2col_conv2d_backward(x, grad_y, w_ext, 3, 1, pad),
+        "winograd backward": lambda: winograd.winograd_conv2d_backward(x, grad_y, w_ext, pad),
     }
     times = {name: median(time_calls(call, repeats)) for name, call in calls.items()}
     return tuple(

@@ -1,9 +1,13 @@
 """The hot loops of a CNN, written in plain NumPy: the readable reference.
 
-Every function here has a twin of the same name and signature in ``numba_jit.py``; property tests
-check that the two agree.  Nothing here loops in Python over pixels: the only Python loops run over
-the few offsets inside a kernel or pooling window (9 for a 3x3 kernel), and over chunks of a few
-images in the convolution (so that each chunk's column matrix fits in the CPU cache).
+Every kernel here (the names in ``kernels.KERNEL_NAMES``) has a twin of the same name and
+signature in the Numba backend, ``numba/``; property tests check that the two agree.  Their
+docstrings here are the kernels' documentation.  ``pad_images`` and ``patches_view`` are the
+pieces ``im2col`` is built from, not kernels.
+
+Nothing here loops in Python over pixels: the only Python loops run over the few offsets inside a
+kernel or pooling window (9 for a 3x3 kernel), and over chunks of a few images in the convolution
+(so that each chunk's column matrix fits in the CPU cache).
 
 Layout: the kernels work on **channels-last** images, ``(N, H, W, C)`` ("NHWC"), C-contiguous.
 The layers show them to the user as ``(N, C, H, W)`` views (``x.transpose(0, 3, 1, 2)``, no copy).
@@ -27,10 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-
-def conv_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
-    """Output length along one axis: floor((size + 2 * pad - kernel) / stride) + 1."""
-    return (size + 2 * pad - kernel) // stride + 1
+from ..shapes import window_output_size
 
 
 def pad_images(x: np.ndarray, pad: int) -> np.ndarray:
@@ -43,8 +44,7 @@ def pad_images(x: np.ndarray, pad: int) -> np.ndarray:
 def patches_view(x_padded: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
     """A read-only strided view of every patch: shape ``(N, OH, OW, kh, kw, C)``, no copy."""
     n, h, w, c = x_padded.shape
-    oh = (h - kh) // stride + 1
-    ow = (w - kw) // stride + 1
+    oh, ow = window_output_size(h, kh, stride), window_output_size(w, kw, stride)
     sn, sh, sw, sc = x_padded.strides
     return as_strided(
         x_padded,
@@ -88,8 +88,7 @@ def col2im(
     step adds one strided slab of the padded image at once.
     """
     n, h, w, c = x_shape
-    oh = conv_output_size(h, kh, stride, pad)
-    ow = conv_output_size(w, kw, stride, pad)
+    oh, ow = window_output_size(h, kh, stride, pad), window_output_size(w, kw, stride, pad)
     cols6 = cols.reshape(n, oh, ow, kh, kw, c)
     if pad == 0 and out is not None:
         x_padded = out
@@ -137,7 +136,7 @@ def conv2d_forward(x: np.ndarray, w_ext: np.ndarray, k: int, stride: int, pad: i
     that their column matrix stays in the CPU cache instead of going through memory.
     """
     n, h, w, _ = x.shape
-    oh, ow = conv_output_size(h, k, stride, pad), conv_output_size(w, k, stride, pad)
+    oh, ow = window_output_size(h, k, stride, pad), window_output_size(w, k, stride, pad)
     f, k1 = w_ext.shape
     y = np.empty((n, oh * ow, f), dtype=x.dtype)
     chunks = _chunks(n, oh * ow * k1 * x.itemsize)
@@ -208,7 +207,7 @@ def maxpool_forward(x: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, 
     We visit the ``size * size`` offsets of the window in turn, keeping the best value so far.
     """
     n, h, w, c = x.shape
-    oh, ow = (h - size) // stride + 1, (w - size) // stride + 1
+    oh, ow = window_output_size(h, size, stride), window_output_size(w, size, stride)
     out = _window_slab(x, 0, 0, stride, oh, ow).copy()
     argmax = np.zeros(out.shape, dtype=np.uint8)
     step = np.empty_like(argmax)

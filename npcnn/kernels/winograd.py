@@ -29,13 +29,17 @@ These are the exact gradients of the Winograd forward pass, which equals the con
 float rounding; gradient checks in float64 confirm them like every other layer's.
 
 This module holds the transform matrices, the filter transforms (tiny, shared by both backends)
-and the plain NumPy convolution: the readable reference of the Numba kernels in ``numba_jit.py``.
+and the plain NumPy convolution: the readable reference of the Numba kernels in
+``numba/winograd.py``.
 Images are channels-last ``(N, H, W, C)``, as everywhere in ``kernels``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..errors import ConfigError
+from ..shapes import window_output_size
 
 # F(2x2, 3x3): input tiles 4x4, output tiles 2x2.  Only 0, +-1 and 1/2: exact in float32.
 F2_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -76,7 +80,7 @@ MATRICES = {2: (F2_BT, F2_G, F2_AT), 4: (F4_BT, F4_G, F4_AT)}
 def matrices(m: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(B^T, G, A^T)`` of F(m x m, 3x3) in ``dtype``: shapes ``(a, a)``, ``(a, 3)``, ``(m, a)``."""
     if m not in MATRICES:
-        raise ValueError(f"Winograd tiles of {m} outputs are not implemented; use 2 or 4")
+        raise ConfigError(f"Winograd tiles of {m} outputs are not implemented; use 2 or 4")
     return tuple(matrix.astype(dtype) for matrix in MATRICES[m])
 
 
@@ -127,7 +131,8 @@ def _input_tiles(x: np.ndarray, pad: int, m: int, tiles_h: int, tiles_w: int) ->
 def transformed_input(x: np.ndarray, pad: int, m: int) -> tuple[np.ndarray, tuple[int, ...]]:
     """``V = B^T d B`` of every input tile, as ``(a*a, tiles, C)``; and the tile grid."""
     n, h, w, c = x.shape
-    tiles_h, tiles_w = tile_grid(h + 2 * pad - 2, w + 2 * pad - 2, m)
+    oh, ow = window_output_size(h, 3, 1, pad), window_output_size(w, 3, 1, pad)
+    tiles_h, tiles_w = tile_grid(oh, ow, m)
     bt, _, _ = matrices(m, x.dtype)
     a = bt.shape[0]
     v = bt @ _input_tiles(x, pad, m, tiles_h, tiles_w) @ bt.T  # (N, TH, TW, C, a, a)
@@ -139,7 +144,7 @@ def conv3x3_forward(x: np.ndarray, w_ext: np.ndarray, pad: int, m: int = 2) -> n
     """A 3x3, stride-1 convolution by F(m x m, 3x3): the same result as
     ``numpy_ref.conv2d_forward(x, w_ext, 3, 1, pad)``, ``(N, OH, OW, F)``."""
     n, h, w, _ = x.shape
-    oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
+    oh, ow = window_output_size(h, 3, 1, pad), window_output_size(w, 3, 1, pad)
     f = w_ext.shape[0]
     _, _, at = matrices(m, x.dtype)
     a = at.shape[1]

@@ -144,9 +144,9 @@ def test_conv_chunking_changes_nothing(backend, padding, monkeypatch):
     for chunk_bytes in (1, 1 << 30):
         monkeypatch.setattr(numpy_ref, "CHUNK_BYTES", chunk_bytes)
         if "numba" in kernels.available_backends():
-            from npcnn.kernels import numba_jit
+            from npcnn.kernels.numba import _parallel
 
-            monkeypatch.setattr(numba_jit, "TASK_BYTES", chunk_bytes)
+            monkeypatch.setattr(_parallel, "TASK_BYTES", chunk_bytes)
         layer = Conv2D(3, 4, 3, padding=padding)
         layer.build(x.shape[1:], np.random.default_rng(1))
         y = layer.forward(x, training=True)

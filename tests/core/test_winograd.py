@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npcnn import kernels
+from npcnn.errors import ConfigError
 from npcnn.kernels import numpy_ref, winograd
 
 HAVE_NUMBA = "numba" in kernels.available_backends()
@@ -60,13 +61,13 @@ def test_numpy_winograd_equals_im2col(problem, m):
 @given(conv3x3_problems(), st.sampled_from([np.float32, np.float64]), st.booleans())
 def test_numba_winograd_equals_numpy(problem, dtype, input_grad):
     """The Numba kernels give the NumPy results, in the input's dtype (no silent float64)."""
-    from npcnn.kernels import numba_jit
+    from npcnn.kernels.numba import winograd as numba_winograd
 
     x, w_ext, grad_y, pad = (a.astype(dtype) if isinstance(a, np.ndarray) else a for a in problem)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
-    y = numba_jit.conv3x3_forward(x, w_ext, pad)
+    y = numba_winograd.winograd_conv2d_forward(x, w_ext, pad)
     assert_close(y, numpy_ref.conv2d_forward(x, w_ext, 3, 1, pad), rtol)
-    grad_ext, grad_x = numba_jit.conv3x3_backward(x, grad_y, w_ext, pad, input_grad)
+    grad_ext, grad_x = numba_winograd.winograd_conv2d_backward(x, grad_y, w_ext, pad, input_grad)
     expected_ext, expected_x = winograd.conv3x3_backward(x, grad_y, w_ext, pad, 2)
     assert_close(grad_ext, expected_ext, rtol)
     if input_grad:
@@ -81,19 +82,20 @@ def test_numba_winograd_equals_numpy(problem, dtype, input_grad):
 def test_numba_backend_uses_winograd_for_training_batches(seed, size_and_pad):
     """A batch of 32 images with 32 channels takes the Winograd path, and still gives im2col's
     result (float32, the dtype training uses)."""
-    from npcnn.kernels import numba_jit
+    from npcnn.kernels import numba as numba_kernels
+    from npcnn.kernels.numba.winograd import use_winograd
 
     size, pad = size_and_pad
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((32, size, size, 32)).astype(np.float32)
     w_ext = (0.1 * rng.standard_normal((32, 9 * 32 + 1))).astype(np.float32)
-    assert numba_jit.use_winograd(32, 32, 32, 3, 1)
-    assert not numba_jit.use_winograd(1, 32, 32, 3, 1)  # one drawing: im2col
-    assert not numba_jit.use_winograd(32, 32, 32, 3, 2)  # strided: im2col
-    y = numba_jit.conv2d_forward(x, w_ext, 3, 1, pad)
+    assert use_winograd(32, 32, 32, 3, 1)
+    assert not use_winograd(1, 32, 32, 3, 1)  # one drawing: im2col
+    assert not use_winograd(32, 32, 32, 3, 2)  # strided: im2col
+    y = numba_kernels.conv2d_forward(x, w_ext, 3, 1, pad)
     assert_close(y, numpy_ref.conv2d_forward(x, w_ext, 3, 1, pad), 1e-5)
     grad_y = rng.standard_normal(y.shape).astype(np.float32)
-    grad_ext, grad_x = numba_jit.conv2d_backward(x, grad_y, w_ext, 3, 1, pad)
+    grad_ext, grad_x = numba_kernels.conv2d_backward(x, grad_y, w_ext, 3, 1, pad)
     expected_ext, expected_x = numpy_ref.conv2d_backward(x, grad_y, w_ext, 3, 1, pad)
     assert_close(grad_ext, expected_ext, 1e-5)
     assert_close(grad_x, expected_x, 1e-5)
@@ -103,19 +105,20 @@ def test_numba_backend_uses_winograd_for_training_batches(seed, size_and_pad):
 def test_winograd_gradients_match_finite_differences():
     """Directional derivatives of L = <conv(x, W), R> along random directions, in float64:
     (L(p + e d) - L(p - e d)) / 2e must equal <grad, d> for the weights, the bias and x."""
-    from npcnn.kernels import numba_jit
+    from npcnn.kernels import numba as numba_kernels
+    from npcnn.kernels.numba.winograd import use_winograd
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((32, 9, 9, 32))
     w_ext = 0.1 * rng.standard_normal((32, 9 * 32 + 1))
     pad = 1
-    assert numba_jit.use_winograd(32, 32, 32, 3, 1)
+    assert use_winograd(32, 32, 32, 3, 1)
     r = rng.standard_normal((32, 9, 9, 32))
 
     def loss(x_: np.ndarray, w_: np.ndarray) -> float:
-        return float(np.vdot(numba_jit.conv2d_forward(x_, w_, 3, 1, pad), r))
+        return float(np.vdot(numba_kernels.conv2d_forward(x_, w_, 3, 1, pad), r))
 
-    grad_ext, grad_x = numba_jit.conv2d_backward(x, r, w_ext, 3, 1, pad)
+    grad_ext, grad_x = numba_kernels.conv2d_backward(x, r, w_ext, 3, 1, pad)
     eps = 1e-6
     for _ in range(3):
         d_w = rng.standard_normal(w_ext.shape)
@@ -140,4 +143,6 @@ def test_filter_transform_and_gradient_are_adjoint():
 
 def test_unsupported_tile_size_is_a_clear_error():
     with pytest.raises(ValueError, match="use 2 or 4"):
+        winograd.matrices(3, np.float32)
+    with pytest.raises(ConfigError, match="use 2 or 4"):
         winograd.matrices(3, np.float32)
