@@ -77,7 +77,7 @@ def im2col_figure(path: str | Path) -> Path:
     out_ax.set_title("cols @ w → 3x3 output\n1·1+2·2+3·5+4·6 = 44", fontsize=9)
     fig.suptitle("Convolution as one matrix product (im2col)", fontsize=11)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.04, top=0.78)
-    return inspect._save(fig, path)
+    return inspect.save_figure(fig, path)
 
 
 def augmentation_figure(
@@ -122,7 +122,7 @@ def augmentation_figure(
         fontsize=9,
     )
     fig.subplots_adjust(left=0.2, right=0.99, bottom=0.01, top=0.9, hspace=0.3, wspace=0.08)
-    return inspect._save(fig, path)
+    return inspect.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -440,9 +440,8 @@
 
   const percent = (p) => `${Math.round(p * 100)}%`;
 
-  function setBars(probabilities) {
-    let top = -1;
-    if (probabilities) top = probabilities.indexOf(Math.max(...probabilities));
+  /** One bar per digit; the server's answer `top` (its digit) is highlighted. */
+  function setBars(probabilities, top = -1) {
     barRows.forEach((row, digit) => {
       const p = probabilities ? probabilities[digit] : 0;
       row.querySelector(".bar-fill").style.width = `${(p * 100).toFixed(1)}%`;
@@ -457,14 +456,6 @@
   function setPreview(src, alt) {
     el.preview.src = src || blankImage;
     el.preview.alt = alt;
-  }
-
-  function runnerUp(probabilities, best) {
-    let second = -1;
-    probabilities.forEach((p, d) => {
-      if (d !== best && (second < 0 || p > probabilities[second])) second = d;
-    });
-    return second;
   }
 
   function showEmpty(message) {
@@ -503,16 +494,15 @@
     el.prediction.textContent = String(digit);
     el.confidence.textContent = `${percent(data.confidence)} sure`;
     if (data.low_confidence) {
-      const other = runnerUp(data.probabilities, digit);
       el.prediction.dataset.state = "unsure";
-      el.status.textContent = `Not sure — maybe ${digit} or ${other}`;
+      el.status.textContent = `Not sure — maybe ${digit} or ${data.runner_up}`;
       el.status.classList.add("unsure");
     } else {
       el.prediction.dataset.state = "sure";
       el.status.textContent = `It's a ${digit}`;
       el.status.classList.remove("unsure");
     }
-    setBars(data.probabilities);
+    setBars(data.probabilities, digit);
     setPreview(data.preview, `The ${digit} as the network sees it, 28 by 28 pixels`);
   }
 
@@ -545,7 +535,7 @@
   function selectNumberDigit(data, index) {
     const d = data.digits[index];
     setBarsHeading(`Probability of each digit, for digit ${index + 1} of ${data.digits.length}`);
-    setBars(d.probabilities);
+    setBars(d.probabilities, d.digit);
     setPreview(d.preview, `Digit ${index + 1}, a ${d.digit}, as the network sees it`);
     Array.from(el.numberDigits.children).forEach((li, i) => {
       li.querySelector("button").setAttribute("aria-pressed", String(i === index));
@@ -638,9 +628,15 @@
       explainGeneration = myGeneration;
       el.saliency.src = d.saliency;
       el.saliency.alt = `Saliency map for the predicted ${d.digit}`;
-      el.featureMaps.src = d.feature_maps;
-      el.featureMaps.alt = `${d.feature_map_count} feature maps of the layer ${d.feature_layer}`;
-      el.explainStatus.textContent = `Explaining the prediction ${d.digit}: ${d.feature_map_count} filters in ${d.feature_layer}.`;
+      if (d.feature_maps) {
+        el.featureMaps.src = d.feature_maps;
+        el.featureMaps.alt = `${d.feature_map_count} feature maps after ${d.feature_layers}`;
+        el.explainStatus.textContent = `Explaining the prediction ${d.digit}: the maps of ${d.feature_map_count} filters, after ${d.feature_layers}.`;
+      } else {
+        el.featureMaps.src = blankImage;
+        el.featureMaps.alt = "This model has no convolution layer: no feature maps";
+        el.explainStatus.textContent = `Explaining the prediction ${d.digit}: the model has no convolution layer, so no filters to show.`;
+      }
     } catch {
       el.explainStatus.textContent = "Cannot reach the server.";
     }

@@ -7,28 +7,19 @@ printed, so the outputs shown in the guide cannot go stale either.  A chapter co
 ``<!-- test: slow -->`` is marked slow; one containing ``<!-- test: needs-shipped-model -->`` is
 skipped when ``weights/mnist_cnn.npz`` is missing.
 
-Also here: the links and pictures of the guide exist, and ``npcnn.digits.analysis`` (which draws the
-pictures of chapter 5) works on a tiny model and on the shipped one.
+Also here: the links and pictures of the guide exist.  ``npcnn.digits.analysis``, which draws the
+pictures of chapter 5, has its own tests in tests/digits/test_analysis.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-import npcnn
-from npcnn.digits import analysis as inspect
-from npcnn.digits.errors import DataError
-from npcnn.errors import NpcnnError
-from npcnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -143,125 +134,3 @@ def test_links_and_pictures_of_the_guide_exist():
         assert data.startswith(PNG_MAGIC), picture.name
         assert len(data) < MAX_PICTURE_BYTES, f"{picture.name} is {len(data) // 1024} KB"
         assert picture.resolve() in referenced, f"no page of the guide shows {picture.name}"
-
-
-# --------------------------------------------------------------------------- npcnn.digits.analysis
-def tiny_model() -> npcnn.Sequential:
-    return npcnn.Sequential(
-        [Conv2D(1, 4, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(4 * 13 * 13, 10)], seed=0
-    )
-
-
-def fake_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random blobs standing in for digits, with every class among the labels."""
-    rng = np.random.default_rng(seed)
-    x = rng.random((count, 28, 28)).astype(np.float32) ** 4
-    return x, np.arange(count) % 10
-
-
-def assert_pictures(folder: Path, names: list[str]) -> None:
-    for name in names:
-        data = (folder / name).read_bytes()
-        assert data.startswith(PNG_MAGIC) and len(data) > 1000, name
-        assert len(data) < MAX_PICTURE_BYTES, f"{name} is {len(data) // 1024} KB"
-
-
-def test_inspect_draws_every_picture_of_a_tiny_model(tmp_path):
-    x, y = fake_digits(40)
-    history = [
-        {"epoch": 1, "loss": 0.5, "accuracy": 0.9, "val_loss": 0.2, "val_accuracy": 0.95},
-        {"epoch": 2, "loss": 0.3, "accuracy": 0.95, "val_loss": 0.1, "val_accuracy": 0.97},
-    ]
-    written = inspect.inspect_model(tiny_model(), x, y, tmp_path / "pictures", history=history)
-    names = [*inspect.PICTURES, inspect.CURVES]
-    assert sorted(p.name for p in written) == sorted(names)
-    assert_pictures(tmp_path / "pictures", names)
-
-
-def test_inspect_numbers():
-    model = tiny_model()
-    x, y = fake_digits(12)
-    layers, maps = inspect.feature_maps(model, x[0])
-    assert layers == "conv2d → relu"  # the maps are taken after the ReLU: never negative
-    assert maps.shape == (4, 26, 26) and maps.min() >= 0
-    predicted, grad = inspect.saliency_map(model, x[3])
-    assert predicted == int(model.predict(x[3][None, None]).argmax())
-    np.testing.assert_allclose(grad, model.input_gradient(x[3][None, None], predicted)[0, 0])
-    cm = inspect.confusion_matrix([0, 1, 1, 2, 2, 2], [0, 1, 2, 2, 2, 0], classes=3)
-    np.testing.assert_array_equal(cm, [[1, 0, 0], [0, 1, 1], [1, 0, 2]])
-    assert inspect.first_of_each_class(np.array([3, 1, 3, 0, 1])) == [3, 1, 0]
-
-
-def test_inspect_refuses_what_it_cannot_show(tmp_path):
-    dense_only = npcnn.Sequential([Flatten(), Dense(784, 10)])
-    with pytest.raises(NpcnnError, match="no Conv2D"):
-        inspect.plot_filters(dense_only, tmp_path / "f.png")
-    with pytest.raises(NpcnnError, match="shaped"):
-        inspect.as_image_batch(np.zeros((2, 3, 28, 28)))
-    x, y = fake_digits(5)
-    with pytest.raises(NpcnnError, match="labels"):
-        inspect.inspect_model(tiny_model(), x, y[:3], tmp_path)
-    with pytest.raises(NpcnnError, match="digit index"):
-        inspect.inspect_model(tiny_model(), x, y, tmp_path, digit_index=5)
-
-
-@pytest.mark.slow  # reads real MNIST (fetching it first if it is not cached)
-def test_inspect_command_on_a_tiny_saved_model(tmp_path, capsys):
-    weights = tmp_path / "tiny.npz"
-    tiny_model().save(weights)
-    history = [{"epoch": 1, "loss": 2.0, "accuracy": 0.3, "val_loss": 1.9, "val_accuracy": 0.4}]
-    (tmp_path / "MODEL_CARD.json").write_text(json.dumps({"file": "tiny.npz", "history": history}))
-    try:
-        from npcnn.digits.data import load_mnist
-
-        load_mnist()
-    except DataError as error:
-        pytest.skip(f"MNIST is not available: {error}")
-    out = tmp_path / "pictures"
-    code = inspect.main(["--weights", str(weights), "--out", str(out), "--limit", "300"])
-    assert code == 0
-    assert_pictures(out, [*inspect.PICTURES, inspect.CURVES])
-    assert capsys.readouterr().out.count("wrote ") == len(inspect.PICTURES) + 1
-
-
-def test_inspect_command_says_what_is_wrong(tmp_path, capsys):
-    assert inspect.main(["--weights", str(tmp_path / "missing.npz"), "--out", str(tmp_path)]) == 2
-    assert "model file not found" in capsys.readouterr().err
-    (tmp_path / "bad.npz").write_bytes(b"not a model")
-    assert inspect.main(["--weights", str(tmp_path / "bad.npz"), "--out", str(tmp_path)]) == 2
-    assert "npcnn.digits.analysis:" in capsys.readouterr().err
-    assert not list(tmp_path.glob("*.png"))
-
-
-def test_inspect_runs_as_a_module():
-    result = subprocess.run(
-        [sys.executable, "-m", "npcnn.digits.analysis", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "--weights" in result.stdout and "--out" in result.stdout
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not SHIPPED_WEIGHTS.exists(), reason="no weights/mnist_cnn.npz")
-def test_inspect_on_the_shipped_model(tmp_path):
-    model = npcnn.load(SHIPPED_WEIGHTS)
-    try:
-        from npcnn.digits.data import load_mnist
-
-        _, (x_test, y_test) = load_mnist()
-    except DataError as error:
-        pytest.skip(f"MNIST is not available: {error}")
-    out = tmp_path / "pictures"
-    assert inspect.main(["--weights", str(SHIPPED_WEIGHTS), "--out", str(out)]) == 0
-    assert_pictures(out, list(inspect.PICTURES))
-    # The confusion matrix inspect draws agrees with the accuracy measured by train_model.py.
-    y_pred = model.predict(inspect.as_image_batch(x_test)).argmax(axis=1)
-    cm = inspect.confusion_matrix(y_test, y_pred)
-    assert cm.sum() == 10_000
-    accuracy = np.trace(cm) / cm.sum()
-    assert accuracy == pytest.approx(model.metadata["metrics"]["test_accuracy"], abs=2e-4)
-    assert accuracy > 0.99

@@ -22,9 +22,15 @@ Every function that draws takes a model (or arrays) and a path, so you can call 
     from npcnn.digits.analysis import plot_filters
     plot_filters(npcnn.load("weights/mnist_cnn.npz"), "filters.png")
 
+This module is the one home of these ideas.  ``train_model.py`` draws its evaluation pictures with
+``write_evaluation_plots``, and the app's "what the network looks at" panel uses the array-level
+helpers (``feature_maps_from``, ``feature_map_grid``, ``saliency_strength``, ``saliency_overlay``,
+``colourise``), so the page, the guide and the training run show the same things.
+
 The figures are drawn with matplotlib's object-oriented API (``matplotlib.figure.Figure``), which
 renders off-screen with the Agg backend: no window, no display needed, and the pyplot state of a
-notebook you call these from is left alone.
+notebook you call these from is left alone.  matplotlib is imported only to draw a figure: the
+array-level helpers need NumPy alone (the app does not install matplotlib).
 """
 
 from __future__ import annotations
@@ -39,8 +45,9 @@ from typing import Any
 
 import numpy as np
 
+from npcnn.batching import as_float_images
 from npcnn.digits.errors import DataError
-from npcnn.errors import NpcnnError
+from npcnn.errors import ConfigError, NpcnnError, ShapeError
 from npcnn.io import load_model
 from npcnn.layers import BatchNorm, Conv2D, Dropout, ReLU
 from npcnn.model import Sequential
@@ -63,56 +70,83 @@ def as_image_batch(images: np.ndarray) -> np.ndarray:
     Accepts uint8 (0..255) or float (0..1) arrays shaped ``(28, 28)``, ``(N, 28, 28)`` or
     ``(N, 1, 28, 28)``.
     """
-    x = np.asarray(images)
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / np.float32(255)
-    x = x.astype(np.float32, copy=False)
+    x = as_float_images(images)
     if x.ndim == 2:
         x = x[None]
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4 or x.shape[1:] != MNIST_SHAPE:
-        raise NpcnnError(
+        raise ShapeError(
             f"expected digits shaped (N, 1, 28, 28), (N, 28, 28) or (28, 28), got {x.shape}"
         )
     return x
 
 
 def first_conv(model: Sequential) -> tuple[int, Conv2D]:
-    """The index and the layer of the model's first ``Conv2D``; ``NpcnnError`` if it has none."""
+    """The index and the layer of the model's first ``Conv2D``; ``ConfigError`` if it has none."""
     for index, layer in enumerate(model.layers):
         if isinstance(layer, Conv2D):
             return index, layer
-    raise NpcnnError("the model has no Conv2D layer, so it has no filters or feature maps to show")
+    raise ConfigError("the model has no Conv2D layer, so it has no filters or feature maps to show")
+
+
+def first_conv_block(model: Sequential) -> slice:
+    """The layers whose output we call the *feature maps*: the first ``Conv2D`` and the
+    element-wise layers right after it (BatchNorm, ReLU, Dropout), as ``model.layers[block]``.
+
+    Their output is exactly what the next layer (pooling) sees: with a ReLU, a map is bright where
+    its filter found its pattern and black where it did not.
+    """
+    start, _ = first_conv(model)
+    stop = start + 1
+    while stop < len(model.layers) and isinstance(model.layers[stop], (BatchNorm, ReLU, Dropout)):
+        stop += 1
+    return slice(start, stop)
+
+
+def feature_maps_from(
+    model: Sequential, activations: Sequence[tuple[str, np.ndarray]]
+) -> tuple[str, np.ndarray]:
+    """The feature maps of the first example in ``activations`` (``model.activations(x)`` or
+    ``model.inspect(x).activations``): ``(layers, maps (F, H, W))``.
+
+    ``layers`` names the layers applied, e.g. ``"conv2d → batchnorm → relu"``.
+    """
+    block = first_conv_block(model)
+    _, maps = activations[block.stop - 1]
+    return " → ".join(layer.name for layer in model.layers[block]), maps[0]
 
 
 def feature_maps(model: Sequential, image: np.ndarray) -> tuple[str, np.ndarray]:
-    """What the first convolution's filters make of one digit: ``(layers, maps (F, H, W))``.
+    """What the first convolution's filters make of one digit: ``(layers, maps (F, H, W))``,
+    taken after the first convolution's block (``first_conv_block``)."""
+    return feature_maps_from(model, model.activations(as_image_batch(image)[:1]))
 
-    We take the output of the first ``Conv2D`` *after* the element-wise layers that follow it
-    (BatchNorm, ReLU, Dropout), i.e. exactly what the next layer (pooling) sees: with a ReLU, a map
-    is bright where its filter found its pattern and black where it did not.  ``layers`` names the
-    layers applied, e.g. ``"conv2d → batchnorm → relu"``.
-    """
-    start, _ = first_conv(model)
-    end = start
-    while end + 1 < len(model.layers) and isinstance(
-        model.layers[end + 1], (BatchNorm, ReLU, Dropout)
-    ):
-        end += 1
-    _, maps = model.activations(as_image_batch(image)[:1])[end]
-    return " → ".join(layer.name for layer in model.layers[start : end + 1]), maps[0]
+
+def feature_map_range(maps: np.ndarray) -> tuple[float, float]:
+    """One colour scale for all maps, ``(low, high)``, so that you can compare how strongly each
+    filter fires: from 0 (or the lowest value, if negative) to the highest value."""
+    low, high = min(0.0, float(maps.min())), float(maps.max())
+    return low, high if high > low else low + 1.0
 
 
 def saliency_map(model: Sequential, image: np.ndarray) -> tuple[int, np.ndarray]:
     """``(predicted class, d score[predicted] / d pixel as a (28, 28) array)`` for one digit.
 
     The score is the logit (before softmax).  A positive value says: a little more ink on this pixel
-    would raise the score of the predicted digit; a negative one: it would lower it.
+    would raise the score of the predicted digit; a negative one: it would lower it.  One forward
+    and one backward pass (``model.inspect``).
     """
-    x = as_image_batch(image)[:1]
-    predicted = int(model.predict_logits(x).argmax(axis=1)[0])
-    return predicted, model.input_gradient(x, predicted)[0, 0]
+    seen = model.inspect(as_image_batch(image)[:1])
+    return int(seen.class_index[0]), seen.input_gradient[0, 0]
+
+
+def saliency_strength(gradient: np.ndarray) -> np.ndarray:
+    """How much each pixel matters, whichever the direction: ``|gradient| / max |gradient|``,
+    in [0, 1] (all zeros when the gradient is)."""
+    strength = np.abs(gradient)
+    peak = float(strength.max())
+    return strength / peak if peak > 0 else np.zeros_like(strength)
 
 
 def smooth_saliency_map(
@@ -140,7 +174,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 10) 
     """``m[i, j]`` = how many examples of true class ``i`` were predicted as class ``j``."""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise NpcnnError(
+        raise ShapeError(
             f"need two label vectors of one length, got {y_true.shape}, {y_pred.shape}"
         )
     m = np.zeros((classes, classes), dtype=np.int64)
@@ -152,6 +186,73 @@ def first_of_each_class(y: np.ndarray, classes: int = 10) -> list[int]:
     """The index of the first example of each class that occurs in ``y``, in class order."""
     y = np.asarray(y)
     return [int(np.flatnonzero(y == c)[0]) for c in range(classes) if (y == c).any()]
+
+
+# --------------------------------------------------------------------------- pictures as arrays
+# For pages and other places without matplotlib: images as uint8 arrays, ready for any PNG encoder.
+def _colour_ramp(anchors: Sequence[Sequence[int]]) -> np.ndarray:
+    """256 colours, linearly interpolated between ``anchors`` spread evenly: (256, 3) uint8."""
+    anchors = np.asarray(anchors, dtype=np.float64)
+    positions = np.linspace(0.0, 1.0, len(anchors))
+    t = np.linspace(0.0, 1.0, 256)
+    return np.stack([np.interp(t, positions, anchors[:, c]) for c in range(3)], axis=1).round()
+
+
+# matplotlib's "magma" (the colours of plot_feature_maps), sampled at 8 points: black -> purple
+# -> pink -> pale yellow.
+MAGMA = _colour_ramp(
+    [[0, 0, 4], [34, 17, 80], [95, 24, 127], [152, 45, 128], [211, 67, 110], [248, 118, 92],
+     [254, 187, 129], [252, 253, 191]]
+).astype(np.uint8)  # fmt: skip
+
+
+def to_pixels(values01: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1] -> uint8 0..255, rounded."""
+    return (np.clip(values01, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def colourise(values01: np.ndarray) -> np.ndarray:
+    """A (H, W) float image in [0, 1] as colours (H, W, 3) uint8, through ``MAGMA``."""
+    return MAGMA[to_pixels(values01)]
+
+
+def saliency_overlay(strength01: np.ndarray, image01: np.ndarray) -> np.ndarray:
+    """A saliency strength map (``saliency_strength``) over a faint grey copy of the digit:
+    (H, W, 3) uint8.
+
+    ``alpha = strength ** 0.6`` (lifts the weaker values a little);
+    ``pixel = alpha * colour(strength) + (1 - alpha) * 0.35 * digit``.
+    """
+    heat = colourise(strength01).astype(np.float32)
+    digit = (np.clip(image01, 0.0, 1.0) * (0.35 * 255.0))[..., None]
+    alpha = (np.clip(strength01, 0.0, 1.0) ** 0.6)[..., None]
+    return (alpha * heat + (1.0 - alpha) * digit + 0.5).astype(np.uint8)
+
+
+def _grid(count: int, columns: int) -> tuple[int, int]:
+    """``(rows, columns)`` for ``count`` tiles at most ``columns`` to a row."""
+    columns = max(1, min(columns, count))
+    return math.ceil(count / columns), columns
+
+
+def feature_map_grid(maps: np.ndarray, gap: int = 1) -> tuple[np.ndarray, int, int]:
+    """Tile feature maps (F, H, W) into one image in [0, 1], on one scale (``feature_map_range``).
+
+    Returns the image (a gap of ``gap`` pixels between tiles, filled with 0.15) and the grid's rows
+    and columns; the grid is about twice as wide as tall, to fit a page.
+    """
+    count, height, width = maps.shape
+    rows, columns = _grid(count, math.ceil(math.sqrt(count * 2)))
+    low, high = feature_map_range(maps)
+    scaled = (maps - low) / (high - low)
+    grid = np.full(
+        (rows * (height + gap) - gap, columns * (width + gap) - gap), 0.15, dtype=np.float32
+    )
+    for i in range(count):
+        r, c = divmod(i, columns)
+        top, left = r * (height + gap), c * (width + gap)
+        grid[top : top + height, left : left + width] = scaled[i]
+    return grid, rows, columns
 
 
 # --------------------------------------------------------------------------- the pictures
@@ -166,16 +267,25 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height))
 
 
-def _save(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    """Write ``fig`` to ``path`` (PNG by its suffix), making the folder if need be."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
 
 
-def _grid(count: int, columns: int) -> tuple[int, int]:
-    columns = max(1, min(columns, count))
-    return math.ceil(count / columns), columns
+def _tiles(
+    count: int, columns: int, tile_width: float = 1.0, title_space: float = 0.6
+) -> tuple[Any, list[Any]]:
+    """A figure of ``count`` small picture panels, ``columns`` to a row, axes off, with
+    ``title_space`` inches above them: ``(figure, its panels in reading order)``."""
+    rows, columns = _grid(count, columns)
+    fig = _figure(columns * tile_width, rows * 1.05 + title_space)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, list(axes.flat)
 
 
 def _off(ax: Any) -> None:
@@ -191,12 +301,8 @@ def plot_filters(model: Sequential, path: str | Path) -> Path:
     """
     _, conv = first_conv(model)
     weights = conv.params["W"].mean(axis=1)  # (F, k, k)
-    rows, columns = _grid(len(weights), 8)
-    fig = _figure(columns * 1.0, rows * 1.05 + 0.6)
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for number, (ax, w) in enumerate(zip(axes.flat, weights, strict=False)):
+    fig, panels = _tiles(len(weights), 8)
+    for number, (ax, w) in enumerate(zip(panels, weights, strict=False)):
         limit = float(np.abs(w).max()) or 1.0
         ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set_title(str(number), fontsize=8, pad=2)
@@ -206,7 +312,7 @@ def plot_filters(model: Sequential, path: str | Path) -> Path:
         fontsize=9,
     )
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.55 / fig.get_figheight())
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_feature_maps(
@@ -214,21 +320,16 @@ def plot_feature_maps(
 ) -> Path:
     """One digit (first panel) and the feature maps of the first convolution for it."""
     x = as_image_batch(image)[:1]
-    name, maps = feature_maps(model, x)
-    predicted = int(model.predict(x).argmax())
-    rows, columns = _grid(len(maps) + 1, 9)
-    fig = _figure(columns * 1.0, rows * 1.05 + 0.6)
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    axes.flat[0].imshow(x[0, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    activations = model.activations(x)
+    name, maps = feature_maps_from(model, activations)
+    predicted = int(activations[-1][1].argmax())  # the last layer's output: the logits
+    fig, panels = _tiles(len(maps) + 1, 9)
+    panels[0].imshow(x[0, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     truth = "" if label is None else f"true {label}, "
-    axes.flat[0].set_title(f"input\n{truth}pred {predicted}", fontsize=7, pad=2)
-    top = float(maps.max()) or 1.0  # one scale for all maps: compare how strongly each fires
-    for number, (ax, fmap) in enumerate(zip(axes.flat[1:], maps, strict=False)):
-        ax.imshow(
-            fmap, cmap="magma", vmin=min(0.0, float(maps.min())), vmax=top, interpolation="nearest"
-        )
+    panels[0].set_title(f"input\n{truth}pred {predicted}", fontsize=7, pad=2)
+    low, high = feature_map_range(maps)
+    for number, (ax, fmap) in enumerate(zip(panels[1:], maps, strict=False)):
+        ax.imshow(fmap, cmap="magma", vmin=low, vmax=high, interpolation="nearest")
         ax.set_title(str(number), fontsize=8, pad=2)
     fig.suptitle(
         f"Feature maps of one test digit after {name} ({maps.shape[1]}x{maps.shape[2]} each)"
@@ -236,7 +337,7 @@ def plot_feature_maps(
         fontsize=9,
     )
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.6 / fig.get_figheight())
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_saliency(
@@ -269,7 +370,7 @@ def plot_saliency(
         fontsize=9,
     )
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.01, top=0.83, wspace=0.08, hspace=0.12)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(cm: np.ndarray, path: str | Path) -> Path:
@@ -303,7 +404,7 @@ def plot_confusion_matrix(cm: np.ndarray, path: str | Path) -> Path:
     bar = fig.colorbar(image, ax=ax, shrink=0.8, label="misclassified digits")
     bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_misclassified(
@@ -320,17 +421,13 @@ def plot_misclassified(
     wrong = np.flatnonzero(y_true != y_pred)
     confidence = probabilities[wrong, y_pred[wrong]]
     shown = wrong[np.argsort(-confidence, kind="stable")][:max_shown]
-    rows, columns = _grid(max(1, len(shown)), 10)
-    fig = _figure(columns * 0.9, rows * 1.05 + 0.7)
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, shown, strict=False):
+    fig, panels = _tiles(max(1, len(shown)), 10, tile_width=0.9, title_space=0.7)
+    for ax, i in zip(panels, shown, strict=False):
         ax.imshow(x[i, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         p = 100 * probabilities[i, y_pred[i]]
         ax.set_title(f"{y_true[i]}→{y_pred[i]} {p:.0f}%", fontsize=8, pad=2)
     if len(wrong) == 0:
-        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
+        panels[0].text(0.5, 0.5, "none", ha="center", va="center")
     which = "all" if len(shown) == len(wrong) else f"the {len(shown)} most confident of"
     fig.suptitle(
         f"Misclassified: {which} {len(wrong)} wrong out of {len(y_true):,} test digits\n"
@@ -340,7 +437,7 @@ def plot_misclassified(
     fig.subplots_adjust(
         left=0.01, right=0.99, bottom=0.01, top=1 - 0.7 / fig.get_figheight(), hspace=0.3
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(history: Sequence[dict[str, float]], path: str | Path) -> Path:
@@ -368,7 +465,7 @@ def plot_training_curves(history: Sequence[dict[str, float]], path: str | Path) 
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path, dpi=90)
+    return save_figure(fig, path, dpi=90)
 
 
 def training_history(weights: str | Path) -> list[dict[str, float]] | None:
@@ -389,6 +486,39 @@ def training_history(weights: str | Path) -> list[dict[str, float]] | None:
 
 
 # --------------------------------------------------------------------------- all of it
+def write_evaluation_plots(
+    out_dir: str | Path,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    probabilities: np.ndarray,
+    history: Sequence[dict[str, float]] | None = None,
+    curves_name: str = "curves.png",
+) -> list[Path]:
+    """The pictures of a test-set evaluation, written into ``out_dir``: ``confusion_matrix.png``,
+    ``misclassified.png`` and, given a training ``history`` (``Sequential.fit``'s), the training
+    curves as ``curves_name``.  Returns the paths written.
+
+    ``probabilities`` are the model's answers for ``x_test``, ``(N, classes)`` from
+    ``model.predict``: the caller has them already, so the test set is not run twice.
+    """
+    y = np.asarray(y_test, dtype=np.int64)
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 2 or len(probabilities) != len(y):
+        raise ShapeError(
+            f"need one row of probabilities per test digit: {probabilities.shape}, {len(y)} labels"
+        )
+    y_pred = probabilities.argmax(axis=1)
+    cm = confusion_matrix(y, y_pred, classes=probabilities.shape[1])
+    out = Path(out_dir)
+    written = [
+        plot_confusion_matrix(cm, out / "confusion_matrix.png"),
+        plot_misclassified(x_test, y, y_pred, probabilities, out / "misclassified.png"),
+    ]
+    if history:
+        written.append(plot_training_curves(history, out / curves_name))
+    return written
+
+
 def inspect_model(
     model: Sequential,
     x_test: np.ndarray,
@@ -398,32 +528,30 @@ def inspect_model(
     history: Sequence[dict[str, float]] | None = None,
 ) -> list[Path]:
     """Write every picture for ``model`` and the test set ``(x_test, y_test)`` into ``out``."""
+    if model.input_shape is None:  # a model not built yet: build it for MNIST's digits
+        model.build(MNIST_SHAPE)
     if model.input_shape != MNIST_SHAPE:
-        raise NpcnnError(
+        raise ShapeError(
             f"npcnn.digits.analysis shows MNIST models (input {MNIST_SHAPE}), not {model.input_shape}"
         )
     x = as_image_batch(x_test)
     y = np.asarray(y_test, dtype=np.int64)
     if len(x) != len(y) or len(x) == 0:
-        raise NpcnnError(
+        raise ShapeError(
             f"need as many labels as test digits (and at least one): {len(x)}, {len(y)}"
         )
     if not 0 <= digit_index < len(x):
-        raise NpcnnError(f"digit index {digit_index} is outside the {len(x)} test digits")
+        raise ConfigError(f"digit index {digit_index} is outside the {len(x)} test digits")
     out = Path(out)
-    probabilities = model.predict(x, batch_size=500)
-    y_pred = probabilities.argmax(axis=1)
-    written = [
+    examples = first_of_each_class(y)
+    return [
         plot_filters(model, out / "filters.png"),
         plot_feature_maps(model, x[digit_index], out / "feature_maps.png", int(y[digit_index])),
+        plot_saliency(model, x[examples], y[examples].tolist(), out / "saliency.png"),
+        *write_evaluation_plots(
+            out, x, y, model.predict(x, batch_size=500), history, curves_name=CURVES
+        ),
     ]
-    examples = first_of_each_class(y)
-    written.append(plot_saliency(model, x[examples], y[examples].tolist(), out / "saliency.png"))
-    written.append(plot_confusion_matrix(confusion_matrix(y, y_pred), out / "confusion_matrix.png"))
-    written.append(plot_misclassified(x, y, y_pred, probabilities, out / "misclassified.png"))
-    if history:
-        written.append(plot_training_curves(history, out / CURVES))
-    return written
 
 
 def main(argv: list[str] | None = None) -> int:

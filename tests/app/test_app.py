@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 
 import npcnn
 from npcnn.digits.preprocess import to_mnist
+from npcnn.digits.recogniser import LOW_CONFIDENCE
 from npcnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,10 +52,14 @@ def weights_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if TRAINED.is_file():
         return TRAINED
     model = npcnn.Sequential(
-        [Conv2D(1, 4, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(4 * 13 * 13, 10)], seed=3
+        [Conv2D(1, 4, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(4 * 13 * 13, 10)],
+        input_shape=(1, 28, 28),
+        seed=3,
     )
     path = tmp_path_factory.mktemp("model") / "tiny.npz"
-    model.save(path, metadata={"architecture_name": "tiny-test", "metrics": {"test_accuracy": 0.1}})
+    npcnn.save(
+        model, path, metadata={"architecture_name": "tiny-test", "metrics": {"test_accuracy": 0.1}}
+    )
     return path
 
 
@@ -180,7 +185,7 @@ def test_predict_multipart_matches_the_model_on_the_preprocessed_image(client, m
     assert abs(sum(body["probabilities"]) - 1.0) < 1e-4
     assert body["digit"] == int(np.argmax(expected))
     assert body["confidence"] == pytest.approx(float(expected.max()), abs=1e-5)
-    assert body["low_confidence"] == (body["confidence"] < app_module.LOW_CONFIDENCE)
+    assert body["low_confidence"] == (body["confidence"] < LOW_CONFIDENCE)
     assert body["runner_up"] != body["digit"]
     preview = decode_data_url_png(body["preview"])
     assert preview.shape == (28, 28)

@@ -1,0 +1,226 @@
+"""Picture -> reading: what the app asks of a trained digit model.
+
+Data flows one way: bytes -> ``open_picture`` (safe decoding) -> ``to_mnist`` (one digit) or
+``segment_digits`` (a number) -> ``model.predict`` -> a *reading*: a dict ready to be sent as JSON::
+
+    {"digit": 7, "confidence": 0.99, "probabilities": [10 floats], "low_confidence": false,
+     "runner_up": 1, "preview": "data:image/png;base64,..."}
+
+``Recogniser.explain`` adds what the network looks at, from one forward and one backward pass
+(``Sequential.inspect``): the saliency map and the first convolution block's feature maps, drawn
+by ``npcnn.digits.analysis`` exactly as the guide (docs/05) defines them.
+
+Bad input raises ``ImageError`` (cannot be decoded or used), ``NoInkError`` (nothing to recognise)
+or ``TooManyMarksError`` (a "number" of too many pieces), all ``npcnn.NpcnnError``s.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import io
+import logging
+import re
+import threading
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+import npcnn
+from npcnn.digits import analysis
+from npcnn.digits.errors import ImageError, NoInkError
+from npcnn.digits.preprocess import decode_image, segment_digits, to_mnist
+from npcnn.errors import ConfigError
+
+LOW_CONFIDENCE = 0.6  # below this top probability the page says "not sure"
+MAX_DIGITS = 24  # a "number" with more separate marks than this is refused
+
+log = logging.getLogger("npcnn.digits.recogniser")
+
+
+class TooManyMarksError(ImageError):
+    """A picture of a number holds more separate marks than ``MAX_DIGITS``."""
+
+
+# --------------------------------------------------------------------- bytes in, pictures out
+_DATA_URL = re.compile(r"data:(?P<mime>[^,;]*)(?P<params>(?:;[^,;]*)*),(?P<data>.*)", re.DOTALL)
+_BASE64_CHARS = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+
+
+def decode_base64_image(text: str) -> bytes:
+    """The bytes of ``data:image/png;base64,....`` or of bare base64 (standard or URL-safe)."""
+    text = text.strip()
+    if text[:5].lower() == "data:":
+        match = _DATA_URL.fullmatch(text)
+        if match is None:
+            raise ImageError("malformed data URL: expected 'data:<type>;base64,<data>'")
+        if "base64" not in match["params"].lower().split(";"):
+            raise ImageError("the data URL must be base64-encoded ('data:<type>;base64,...')")
+        text = match["data"]
+    text = "".join(text.split())  # line breaks and spaces inside base64 are harmless
+    if not text:
+        raise ImageError("the image is empty")
+    if not _BASE64_CHARS.fullmatch(text):
+        raise ImageError("the image is not valid base64")
+    text = text.rstrip("=").replace("-", "+").replace("_", "/")
+    if len(text) % 4 == 1:
+        raise ImageError("the image is not valid base64 (truncated)")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("the image is not valid base64") from None
+
+
+def open_picture(data: bytes) -> Image.Image:
+    """Untrusted bytes -> a Pillow image, decoded safely (size limits, decompression bombs)."""
+    if not data:
+        raise ImageError("the image is empty")
+    try:
+        return decode_image(data)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+        # decode_image should turn these into ImageError; this is the belt to its braces.
+        log.warning("decode_image let %r through", error)
+        raise ImageError("the image could not be decoded") from None
+
+
+def png_data_url(pixels: np.ndarray) -> str:
+    """A PNG data URL of ``pixels``: uint8 (H, W) grey or (H, W, 3) colour."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def reading(image: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    """What the model read in one (28, 28) ``image``, given its ``probabilities`` (one per class)."""
+    order = np.argsort(probabilities)[::-1]
+    confidence = float(probabilities[order[0]])
+    return {
+        "digit": int(order[0]),
+        "confidence": round(confidence, 6),
+        "probabilities": [round(float(p), 6) for p in probabilities],
+        "low_confidence": confidence < LOW_CONFIDENCE,
+        "runner_up": int(order[1]),
+        "preview": png_data_url(analysis.to_pixels(image)),  # what the model saw, grey
+    }
+
+
+# --------------------------------------------------------------------- the recogniser
+class Recogniser:
+    """A trained model and what the app asks of it: read a digit, read a number, explain.
+
+    ``predict`` runs in eval mode and only writes the layers' caches, never reads them, so it may
+    run on many threads at once.  ``explain`` needs a backward pass (which reads those caches), so
+    it runs on a private copy of the model, one request at a time, under a lock.
+    """
+
+    def __init__(self, model: npcnn.Sequential) -> None:
+        self.model = model
+        self.explain_model = copy.deepcopy(model)
+        self.explain_lock = threading.Lock()
+        try:
+            self.feature_block: slice | None = analysis.first_conv_block(model)
+        except ConfigError:  # no convolution: no feature maps to show
+            self.feature_block = None
+
+    def warm_up(self) -> None:
+        """Compile the Numba kernels and fill caches now, not on the first user's request."""
+        stroke = np.zeros((28, 28), dtype=np.float32)
+        stroke[8:20, 13:15] = 1.0
+        self.classify([stroke])
+        self.explain(stroke)
+
+    # ------------------------------------------------------------------ arrays
+    def classify(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
+        """A reading of each (28, 28) image, all in one batch."""
+        probabilities = self.model.predict(np.stack(images)[:, None].astype(np.float32))
+        return [reading(image, p) for image, p in zip(images, probabilities, strict=True)]
+
+    def explain(self, image: np.ndarray) -> dict[str, Any]:
+        """The reading of one (28, 28) image, and what the network looked at to make it.
+
+        One forward and one backward pass: the probabilities are the softmax of the logits, the
+        saliency ``|d logit[winner] / d pixel|`` scaled to [0, 1] (``saliency_values``, and as a
+        picture over the digit), and the feature maps of the first convolution block
+        (``analysis.feature_maps_from``: after its BatchNorm and ReLU) tiled on one colour scale.
+        """
+        with self.explain_lock:
+            seen = self.explain_model.inspect(image[None, None].astype(np.float32))
+        answer = reading(image, npcnn.softmax(seen.logits)[0])
+        strength = analysis.saliency_strength(seen.input_gradient[0, 0])
+        answer.update(
+            digit=int(seen.class_index[0]),
+            saliency=png_data_url(analysis.saliency_overlay(strength, image)),
+            saliency_values=np.round(strength, 4).tolist(),
+            **self._feature_maps(seen.activations),
+        )
+        return answer
+
+    def _feature_maps(self, activations: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
+        if self.feature_block is None:
+            return {
+                "feature_layer": None,
+                "feature_layers": None,
+                "feature_maps": None,
+                "feature_map_count": 0,
+                "feature_map_grid": None,
+            }
+        layers, maps = analysis.feature_maps_from(self.explain_model, activations)
+        grid, rows, columns = analysis.feature_map_grid(maps)
+        return {
+            "feature_layer": self.model.layers[self.feature_block.start].name,  # the Conv2D
+            "feature_layers": layers,  # e.g. "conv2d → batchnorm → relu"
+            "feature_maps": png_data_url(analysis.colourise(grid)),
+            "feature_map_count": int(maps.shape[0]),
+            "feature_map_grid": [rows, columns],
+            "feature_map_size": [int(maps.shape[1]), int(maps.shape[2])],
+        }
+
+    # ------------------------------------------------------------------ pictures as bytes
+    def read_digit(self, data: bytes) -> dict[str, Any]:
+        """The reading of a picture of one digit."""
+        return self.classify([to_mnist(open_picture(data))])[0]
+
+    def explain_digit(self, data: bytes) -> dict[str, Any]:
+        """``explain`` for a picture of one digit."""
+        return self.explain(to_mnist(open_picture(data)))
+
+    def read_number(self, data: bytes) -> dict[str, Any]:
+        """A picture of several digits side by side, read left to right as one number.
+
+        Each digit's reading has its ``box`` ``[x0, y0, x1, y1]`` in the pixels of the decoded
+        picture, whose ``image_size`` is ``[width, height]``.
+        """
+        picture = open_picture(data)
+        crops = segment_digits(picture)
+        if not crops:
+            raise NoInkError("nothing to recognise: the image looks blank")
+        if len(crops) > MAX_DIGITS:
+            raise TooManyMarksError(
+                f"found {len(crops)} separate marks: too many to read as one number"
+                f" (at most {MAX_DIGITS} digits)"
+            )
+        digits = self.classify([crop.image for crop in crops])
+        for crop, digit in zip(crops, digits, strict=True):
+            digit["box"] = [int(v) for v in crop.box]
+        return {
+            "number": "".join(str(d["digit"]) for d in digits),
+            "digits": digits,
+            "image_size": [picture.width, picture.height],
+            "low_confidence": any(d["low_confidence"] for d in digits),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """The model in a few words, for ``/api/health`` and the page's footer."""
+        metadata = self.model.metadata or {}
+        metrics = metadata.get("metrics") or {}
+        return {
+            "name": metadata.get("architecture_name") or metadata.get("name") or "custom",
+            "parameters": int(self.model.parameter_count()),
+            "test_accuracy": metrics.get("test_accuracy"),
+            "layers": [layer.name for layer in self.model.layers],
+            "backend": npcnn.get_backend(),
+        }

@@ -1,0 +1,181 @@
+"""``npcnn.digits.recogniser``: picture -> reading, numbers, explanations (the app's library).
+
+The HTTP side (status codes, every way of sending a picture, hostile input) is in tests/app.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+import npcnn
+from npcnn.digits import analysis
+from npcnn.digits.errors import ImageError, NoInkError
+from npcnn.digits.preprocess import to_mnist
+from npcnn.digits.recogniser import (
+    MAX_DIGITS,
+    Recogniser,
+    TooManyMarksError,
+    decode_base64_image,
+    open_picture,
+    png_data_url,
+)
+from npcnn.errors import NpcnnError
+from npcnn.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+
+MNIST = (1, 28, 28)
+
+
+def tiny_model() -> npcnn.Sequential:
+    layers = [
+        Conv2D(1, 4, 3),
+        BatchNorm(4),
+        ReLU(),
+        MaxPool2D(2),
+        Flatten(),
+        Dense(4 * 13 * 13, 10),
+    ]
+    return npcnn.Sequential(layers, input_shape=MNIST, seed=2)
+
+
+@pytest.fixture(scope="module")
+def recogniser() -> Recogniser:
+    return Recogniser(tiny_model())
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def bars(count: int, width: int = 600) -> bytes:
+    """``count`` upright bars, dark on white, side by side: a "number" of ones."""
+    image = Image.new("L", (width, 200), 255)
+    draw = ImageDraw.Draw(image)
+    step = width / count
+    for i in range(count):
+        left = step * i + step / 3
+        draw.rectangle((left, 30, left + max(2, step / 6), 170), fill=0)
+    return png(image)
+
+
+def decode_png(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def count_passes(model: npcnn.Sequential) -> dict[str, int]:
+    """Count the calls of every layer's forward and backward from now on."""
+    calls = {"forward": 0, "backward": 0}
+    for layer in model.layers:
+        for name in calls:
+            method = getattr(layer, name)
+
+            def counted(*args, _method=method, _name=name, **kwargs):
+                calls[_name] += 1
+                return _method(*args, **kwargs)
+
+            setattr(layer, name, counted)
+    return calls
+
+
+def test_explain_runs_one_forward_and_one_backward_pass() -> None:
+    recogniser = Recogniser(tiny_model())
+    image = to_mnist(open_picture(bars(1)))
+    calls = count_passes(recogniser.explain_model)
+    recogniser.explain(image)
+    layers = len(recogniser.explain_model.layers)
+    assert calls == {"forward": layers, "backward": layers}
+
+
+def test_explain_agrees_with_classify_and_with_analysis(recogniser) -> None:
+    image = to_mnist(open_picture(bars(1)))
+    answer = recogniser.explain(image)
+    reading = recogniser.classify([image])[0]
+    for key in ("probabilities", "confidence", "low_confidence", "runner_up", "preview"):
+        assert answer[key] == reading[key], key
+    model = recogniser.model
+    predicted, gradient = analysis.saliency_map(model, image)
+    assert answer["digit"] == predicted == reading["digit"]
+    np.testing.assert_allclose(
+        answer["saliency_values"], analysis.saliency_strength(gradient), atol=1e-4
+    )
+    # the feature maps are the guide's: after the first convolution's BatchNorm and ReLU
+    layers, maps = analysis.feature_maps(model, image)
+    assert answer["feature_layer"] == "conv2d"
+    assert answer["feature_layers"] == layers == "conv2d → batchnorm → relu"
+    grid, rows, columns = analysis.feature_map_grid(maps)
+    assert answer["feature_map_grid"] == [rows, columns]
+    assert answer["feature_map_size"] == list(maps.shape[1:])
+    np.testing.assert_array_equal(decode_png(answer["feature_maps"]), analysis.colourise(grid))
+
+
+def test_a_model_without_convolutions_is_explained_without_feature_maps() -> None:
+    dense = npcnn.Sequential([Flatten(), Dense(784, 10)], input_shape=MNIST)
+    answer = Recogniser(dense).explain(np.zeros((28, 28), np.float32))
+    assert answer["feature_maps"] is None and answer["feature_map_count"] == 0
+    assert len(answer["saliency_values"]) == 28
+
+
+def test_read_digit_and_read_number(recogniser) -> None:
+    reading = recogniser.read_digit(bars(1))
+    assert set(reading) >= {"digit", "confidence", "probabilities", "runner_up", "preview"}
+    assert reading["runner_up"] != reading["digit"]
+    number = recogniser.read_number(bars(3))
+    assert len(number["digits"]) == 3 and len(number["number"]) == 3
+    assert number["image_size"] == [600, 200]
+    lefts = [d["box"][0] for d in number["digits"]]
+    assert lefts == sorted(lefts)
+
+
+def test_png_data_url_round_trips() -> None:
+    pixels = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    np.testing.assert_array_equal(decode_png(png_data_url(pixels)), pixels)
+
+
+BAD_PICTURES = {
+    "empty": b"",
+    "not an image": b"hello" * 20,
+    "blank": png(Image.new("L", (100, 100), 255)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_PICTURES))
+def test_bad_pictures_raise_library_errors(recogniser, name: str) -> None:
+    for read in (recogniser.read_digit, recogniser.read_number, recogniser.explain_digit):
+        with pytest.raises(ImageError) as error:
+            read(BAD_PICTURES[name])
+        assert isinstance(error.value, NpcnnError)
+        assert isinstance(error.value, NoInkError) == (name == "blank")
+
+
+def test_too_many_marks_for_a_number(recogniser) -> None:
+    with pytest.raises(TooManyMarksError, match="too many"):
+        recogniser.read_number(bars(MAX_DIGITS + 4, width=1600))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "!!!", "AAAAA", "data:image/png,%89PNG", "data:image/png;base64", "data:x;base64,@@"],
+)
+def test_bad_base64_is_an_image_error(text: str) -> None:
+    with pytest.raises(ImageError):
+        decode_base64_image(text)
+
+
+def test_base64_in_every_spelling() -> None:
+    data = png(Image.new("L", (5, 5), 0))
+    standard = base64.b64encode(data).decode()
+    for text in (
+        standard,
+        "data:image/png;base64," + standard,
+        base64.urlsafe_b64encode(data).decode(),
+        standard.rstrip("="),
+        "\n".join(standard[i : i + 20] for i in range(0, len(standard), 20)),
+    ):
+        assert decode_base64_image(text) == data
