@@ -19,7 +19,7 @@ import npcnn
 from npcnn.kernels import numpy_ref
 
 try:
-    from npcnn.kernels import numba_jit
+    from npcnn.kernels import numba as numba_jit
 except ImportError:  # Numba is optional
     numba_jit = None
 

@@ -52,10 +52,10 @@ _thread_limit: int | None = None  # set by set_threads; None: Numba's own per-th
 
 
 def set_threads(count: int | None = None) -> int:
-    """Let BLAS and Numba use ``count`` threads (default: every core), on every thread of the
-    process; returns the count used."""
+    """Let BLAS and Numba use ``count`` threads (``None`` or 0: every core), on every thread of
+    the process; returns the count used."""
     global _thread_limit
-    if count is None:
+    if not count:
         count = os.cpu_count() or 1
     if count < 1:
         raise ConfigError(f"the thread count must be at least 1, not {count}")

@@ -34,13 +34,13 @@ def restore_threads():
 
 
 def test_set_threads_checks_its_count(restore_threads):
-    for bad in (0, -1):
-        with pytest.raises(ConfigError, match="at least 1"):
-            npcnn.set_threads(bad)
+    with pytest.raises(ConfigError, match="at least 1"):
+        npcnn.set_threads(-1)
     assert npcnn.set_threads(1) == 1
     assert settings.thread_limit() == 1
     assert npcnn.set_threads() == (os.cpu_count() or 1)  # default: every core
     assert settings.thread_limit() == (os.cpu_count() or 1)
+    assert npcnn.set_threads(0) == (os.cpu_count() or 1)  # 0, as in --threads 0: every core
 
 
 @pytest.fixture(scope="module")
