@@ -22,30 +22,18 @@ Run it::
 
 from __future__ import annotations
 
+import argparse
+import io
+import logging
 import os
+import re
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-# One request works on one small image: BLAS and Numba threads would only wait for each other
-# (one 28x28 image took 100 ms instead of 0.3 ms with 2 threads on a busy 2-core machine).
-# Requests run in parallel on the server's threads instead.  This only works before NumPy and
-# Numba are loaded (changing NUMBA_NUM_THREADS later makes Numba fail), and an explicit setting
-# in the environment wins.
-if "numpy" not in sys.modules:
-    for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_variable, "1")
-if "numba" not in sys.modules:
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-
-import argparse  # noqa: E402
-import io  # noqa: E402
-import logging  # noqa: E402
-import re  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from flask import (  # noqa: E402
+from flask import (
     Blueprint,
     Flask,
     Request,
@@ -55,12 +43,12 @@ from flask import (  # noqa: E402
     render_template,
     request,
 )
-from werkzeug.exceptions import HTTPException  # noqa: E402
+from werkzeug.exceptions import HTTPException
 
-import npcnn  # noqa: E402
-from npcnn.digits.errors import ImageError, NoInkError  # noqa: E402
-from npcnn.digits.recogniser import Recogniser, TooManyMarksError, decode_base64_image  # noqa: E402
-from npcnn.errors import ModelFileError, NpcnnError  # noqa: E402
+import npcnn
+from npcnn.digits.errors import ImageError, NoInkError
+from npcnn.digits.recogniser import Recogniser, TooManyMarksError, decode_base64_image
+from npcnn.errors import ModelFileError, NpcnnError
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_WEIGHTS = HERE / "weights" / "mnist_cnn.npz"
@@ -226,7 +214,14 @@ def load_model(weights_path: str | os.PathLike[str] | None = None) -> npcnn.Sequ
 
 
 def create_app(weights_path: str | os.PathLike[str] | None = None, model: Any = None) -> Flask:
-    """The app around ``model``, or around the model loaded once from ``weights_path``."""
+    """The app around ``model``, or around the model loaded once from ``weights_path``.
+
+    It sets the maths to one thread for the whole process (``npcnn.set_threads(1)``): one
+    request works on one small image, so BLAS and Numba threads would only wait for each other
+    (one 28x28 image took 100 ms instead of 0.3 ms with 2 threads on a busy 2-core machine).
+    Requests run in parallel on the server's threads instead.
+    """
+    npcnn.set_threads(1)
     recogniser = Recogniser(model if model is not None else load_model(weights_path))
     recogniser.warm_up()
     app = Flask(__name__, root_path=str(HERE))
