@@ -96,15 +96,20 @@
     context.stroke();
   }
 
+  /** The pen: round ends and joints, the ink's colour, BRUSH of the side x side drawing area. */
+  function setPen(context, side, colours) {
+    context.lineCap = "round";
+    context.lineJoin = "round";
+    context.strokeStyle = colours.ink;
+    context.lineWidth = BRUSH * side;
+  }
+
   /** Paint every item onto a context whose drawing area is side x side pixels. */
   function paint(context, side) {
     const colours = padColours();
     context.fillStyle = colours.background;
     context.fillRect(0, 0, side, side);
-    context.lineCap = "round";
-    context.lineJoin = "round";
-    context.strokeStyle = colours.ink;
-    context.lineWidth = BRUSH * side;
+    setPen(context, side, colours);
     for (const item of items) {
       if (item.kind === "image") {
         if (item.bitmap) {
@@ -132,11 +137,7 @@
     const n = pts.length;
     if (n < 2) return;
     const side = canvas.width;
-    const colours = padColours();
-    ctx.lineCap = "round";
-    ctx.lineJoin = "round";
-    ctx.strokeStyle = colours.ink;
-    ctx.lineWidth = BRUSH * side;
+    setPen(ctx, side, padColours());
     ctx.beginPath();
     const mid = (a, b) => [((a[0] + b[0]) / 2) * side, ((a[1] + b[1]) / 2) * side];
     if (n === 2) {

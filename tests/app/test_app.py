@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from digit_strokes import DIGIT_STROKES
+from digit_strokes import draw_strokes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import npcnn
 from npcnn.digits.preprocess import to_mnist
@@ -97,19 +97,6 @@ def draw_digit(
     image = Image.new(mode, (size, size), paper)
     draw_strokes(image, digit, box, width, ink)
     return image
-
-
-def draw_strokes(image, digit, box, width, ink) -> None:
-    draw = ImageDraw.Draw(image)
-    w, h = image.size
-    x0, y0, x1, y1 = box
-    pen = max(1, round(width * min(w, h)))
-    for stroke in DIGIT_STROKES[digit]:
-        points = [(w * (x0 + (x1 - x0) * x), h * (y0 + (y1 - y0) * y)) for x, y in stroke]
-        draw.line(points, fill=ink, width=pen, joint="curve")
-        for x, y in points:
-            r = pen / 2
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=ink)
 
 
 def post_file(client, url: str, data: bytes, filename: str = "digit.png"):

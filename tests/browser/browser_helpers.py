@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from digit_strokes import DIGIT_STROKES  # tests/digit_strokes.py (tests/ is on sys.path)
-from PIL import Image, ImageDraw
+from digit_strokes import DIGIT_STROKES, Box, draw_strokes  # tests/ is on sys.path
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,7 +31,6 @@ CHROMIUM_ARGS = [
 SHIPPED = ROOT / "weights" / "mnist_cnn.npz"
 
 
-Box = tuple[float, float, float, float]
 CENTRE: Box = (0.3, 0.15, 0.7, 0.85)
 
 
@@ -138,15 +137,7 @@ def digit_picture(
 ) -> bytes:
     """A PNG of ``digit`` in coloured ink on coloured paper, e.g. to upload."""
     image = Image.new("RGB", size, paper)
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    pen = max(1, round(width * min(w, h)))
-    x0, y0, x1, y1 = box
-    for stroke in DIGIT_STROKES[digit]:
-        points = [(w * (x0 + (x1 - x0) * x), h * (y0 + (y1 - y0) * y)) for x, y in stroke]
-        draw.line(points, fill=ink, width=pen, joint="curve")
-        for x, y in points:
-            draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=ink)
+    draw_strokes(image, digit, box, width, ink)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
