@@ -487,32 +487,38 @@ def training_history(weights: str | Path) -> list[dict[str, float]] | None:
 
 # --------------------------------------------------------------------------- all of it
 def write_evaluation_plots(
-    out_dir: str | Path,
+    model: Sequential,
     x_test: np.ndarray,
     y_test: np.ndarray,
-    probabilities: np.ndarray,
-    history: Sequence[dict[str, float]] | None = None,
+    history: Sequence[dict[str, float]] | None,
+    out_dir: str | Path,
+    *,
+    probabilities: np.ndarray | None = None,
     curves_name: str = "curves.png",
 ) -> list[Path]:
     """The pictures of a test-set evaluation, written into ``out_dir``: ``confusion_matrix.png``,
-    ``misclassified.png`` and, given a training ``history`` (``Sequential.fit``'s), the training
-    curves as ``curves_name``.  Returns the paths written.
+    ``misclassified.png`` and, given a training ``history`` (``fit``'s list of per-epoch
+    metrics), the training curves as ``curves_name``.  Returns the paths written.
 
-    ``probabilities`` are the model's answers for ``x_test``, ``(N, classes)`` from
-    ``model.predict``: the caller has them already, so the test set is not run twice.
+    ``probabilities``, the model's answers for ``x_test`` (``model.predict``), spare a second
+    pass over the test set when the caller has them already.
     """
+    x = as_image_batch(x_test)
     y = np.asarray(y_test, dtype=np.int64)
+    if probabilities is None:
+        probabilities = model.predict(x, batch_size=500)
     probabilities = np.asarray(probabilities)
-    if probabilities.ndim != 2 or len(probabilities) != len(y):
+    if probabilities.ndim != 2 or len(probabilities) != len(y) or len(x) != len(y):
         raise ShapeError(
-            f"need one row of probabilities per test digit: {probabilities.shape}, {len(y)} labels"
+            f"need one row of probabilities and one label per test digit: {len(x)} digits,"
+            f" {len(y)} labels, probabilities {probabilities.shape}"
         )
     y_pred = probabilities.argmax(axis=1)
     cm = confusion_matrix(y, y_pred, classes=probabilities.shape[1])
     out = Path(out_dir)
     written = [
         plot_confusion_matrix(cm, out / "confusion_matrix.png"),
-        plot_misclassified(x_test, y, y_pred, probabilities, out / "misclassified.png"),
+        plot_misclassified(x, y, y_pred, probabilities, out / "misclassified.png"),
     ]
     if history:
         written.append(plot_training_curves(history, out / curves_name))
@@ -548,9 +554,7 @@ def inspect_model(
         plot_filters(model, out / "filters.png"),
         plot_feature_maps(model, x[digit_index], out / "feature_maps.png", int(y[digit_index])),
         plot_saliency(model, x[examples], y[examples].tolist(), out / "saliency.png"),
-        *write_evaluation_plots(
-            out, x, y, model.predict(x, batch_size=500), history, curves_name=CURVES
-        ),
+        *write_evaluation_plots(model, x, y, history, out, curves_name=CURVES),
     ]
 
 

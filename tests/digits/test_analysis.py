@@ -159,20 +159,26 @@ def test_inspect_on_the_shipped_model(tmp_path):
 # --------------------------------------------------------------------------- one home for each idea
 def test_write_evaluation_plots_draws_what_train_model_shows(tmp_path):
     """The pictures ``train_model.py --plot`` writes into weights/plots/."""
+    model = tiny_model()
     x, y = fake_digits(30)
-    probabilities = tiny_model().predict(inspect.as_image_batch(x))
     history = [
         {"epoch": 1, "loss": 0.5, "accuracy": 0.9, "val_loss": 0.2, "val_accuracy": 0.95},
         {"epoch": 2, "loss": 0.3, "accuracy": 0.95, "val_loss": 0.1, "val_accuracy": 0.97},
     ]
-    written = inspect.write_evaluation_plots(tmp_path / "plots", x, y, probabilities, history)
+    written = inspect.write_evaluation_plots(model, x, y, history, tmp_path / "plots")
     names = ["confusion_matrix.png", "misclassified.png", "curves.png"]
     assert [p.name for p in written] == names
     assert_pictures(tmp_path / "plots", names)
-    without_history = inspect.write_evaluation_plots(tmp_path / "more", x, y, probabilities)
-    assert [p.name for p in without_history] == names[:2]
-    with pytest.raises(NpcnnError, match="one row of probabilities per test digit"):
-        inspect.write_evaluation_plots(tmp_path, x, y[:5], probabilities)
+    # with the probabilities it has already: the same pictures, without a second pass
+    probabilities = model.predict(inspect.as_image_batch(x))
+    again = inspect.write_evaluation_plots(
+        model, x, y, None, tmp_path / "again", probabilities=probabilities
+    )
+    assert [p.name for p in again] == names[:2]
+    for name in names[:2]:
+        assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "plots" / name).read_bytes()
+    with pytest.raises(NpcnnError, match="one label per test digit"):
+        inspect.write_evaluation_plots(model, x, y[:5], None, tmp_path)
 
 
 def model_with_batchnorm() -> npcnn.Sequential:
