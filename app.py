@@ -136,13 +136,14 @@ def error_answer(error: Exception) -> tuple[Response, int]:
     if status == 500:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return jsonify(error="internal error: the server failed on this request"), 500
-    message = str(error)
-    if isinstance(error, NoInkError):  # "nothing to recognise: <why> — draw or upload a digit"
-        reason = re.sub(r"^nothing to recognise:\s*", "", message.strip())
-        message = (
-            f"nothing to recognise: {reason or 'the image looks blank'} — draw or upload a digit"
-        )
+    message = nothing_to_recognise(error) if isinstance(error, NoInkError) else str(error)
     return jsonify(error=message), status
+
+
+def nothing_to_recognise(error: NoInkError) -> str:
+    """The message of a 422: ``nothing to recognise: <why> — draw or upload a digit``."""
+    reason = re.sub(r"^nothing to recognise:\s*", "", str(error).strip())
+    return f"nothing to recognise: {reason or 'the image looks blank'} — draw or upload a digit"
 
 
 def http_message(error: HTTPException) -> str:
