@@ -18,6 +18,7 @@ This file is only the command line: the data come from ``npcnn.digits``, the tra
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import shlex
 import sys
@@ -30,10 +31,15 @@ import numpy as np
 import npcnn
 from npcnn.batching import as_float_images
 from npcnn.checkpoints import Checkpoint
-from npcnn.digits import analysis, architectures
+from npcnn.digits import analysis, architectures, synth
 from npcnn.digits.augment import AugmentConfig, augment_batch
 from npcnn.digits.data import load_mnist, train_val_split
-from npcnn.digits.model_card import machine_description, write_model_card
+from npcnn.digits.model_card import (
+    calibration_report,
+    machine_description,
+    refusal_figures,
+    write_model_card,
+)
 from npcnn.errors import ConfigError
 from npcnn.optimizers import Adam, CosineLR, OneCycleLR, StepLR
 from npcnn.training import Augment, score_logits
@@ -50,7 +56,15 @@ DEFAULTS: dict[str, Any] = {
     "augment_strength": 1.0,
     "seed": 0,
     "val_size": 5000,
+    "synth_digits": 0,
+    "non_digits": 0,
+    "val_non_digits": 1000,
+    "average_last": 0,
 }
+# Synthetic data: training uses --seed; validation and test sets use these offsets from it, so
+# their seeds are never used in training.
+VAL_SEED_OFFSET, TEST_SEED_OFFSET = 1000, 2000
+TEST_SYNTH_IMAGES = 2000  # synthetic non-digits (and digits) of the test report
 # The options that define the training run itself: a checkpoint resumes only with the same values.
 RUN_OPTIONS = list(DEFAULTS)
 
@@ -127,6 +141,34 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["val_size"],
         help="training images held out for validation and model selection",
     )
+    p.add_argument(
+        "--synth-digits",
+        type=int,
+        default=DEFAULTS["synth_digits"],
+        help="synthetic digits (npcnn/digits/synth.py: allowed fonts redrawn as pen strokes, "
+        "procedural strokes) added to the training images",
+    )
+    p.add_argument(
+        "--non-digits",
+        type=int,
+        default=DEFAULTS["non_digits"],
+        help="synthetic non-digits (letters, symbols, shapes, doodles) added to the training "
+        "images as class 10; > 0 makes a model with 11 outputs",
+    )
+    p.add_argument(
+        "--val-non-digits",
+        type=int,
+        default=DEFAULTS["val_non_digits"],
+        help="synthetic non-digits of another seed added to the validation images (with "
+        "--non-digits), so that model selection counts refusals",
+    )
+    p.add_argument(
+        "--average-last",
+        type=int,
+        default=DEFAULTS["average_last"],
+        help="also average the weights of the last N epochs (SWA) and keep the average if it "
+        "scores better on validation (0 = off)",
+    )
 
 
 def add_other_options(parser: argparse.ArgumentParser) -> None:
@@ -186,12 +228,99 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
 
 
 def load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """``(training, validation, test)`` pairs; the test images stay uint8 (N, 28, 28)."""
+    """``(training, validation, test)`` pairs; the test images stay uint8 (N, 28, 28).
+
+    The synthetic digits and non-digits (``--synth-digits``, ``--non-digits``, seed ``--seed``)
+    join the training images; ``--val-non-digits`` non-digits of another seed join the
+    validation images.  ``args.synth_seconds`` records the time spent making (or reading) them.
+    """
     (x_all, y_all), test = load_mnist(verbose=not args.quiet)
     (x_train, y_train), (x_val, y_val) = train_val_split(x_all, y_all, args.val_size, args.seed)
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    started = time.perf_counter()
+    extra = synth.concatenate(
+        synth.synthetic_digits(args.synth_digits, args.seed),
+        synth.non_digits(args.non_digits, args.seed),
+    )
+    val_extra = synth.non_digits(
+        args.val_non_digits if args.non_digits else 0, VAL_SEED_OFFSET + args.seed
+    )
+    args.synth_seconds = time.perf_counter() - started
+    x_train, y_train = join((x_train, y_train), extra)
+    x_val, y_val = join((x_val, y_val), val_extra)
     return (to_model_input(x_train), y_train), (to_model_input(x_val), y_val), test
+
+
+def join(images: tuple[np.ndarray, np.ndarray], more: synth.SynthSet):
+    """MNIST images and labels followed by synthetic ones."""
+    return np.concatenate([images[0], more.images]), np.concatenate([images[1], more.labels])
+
+
+class Validation:
+    """A ``fit`` callback: the validation figures after each epoch (``val_loss``,
+    ``val_accuracy``; with 11 outputs also the digits' accuracy and the shares of digits and of
+    non-digits refused), printed and added to the epoch's metrics for the checkpoint to select
+    the best epoch by ``val_accuracy``."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, verbose: bool) -> None:
+        self.x, self.y, self.verbose = x, y, verbose
+
+    def __call__(self, model: npcnn.Sequential, epoch: int, metrics: dict[str, float]) -> None:
+        metrics.update(validation_figures(model, self.x, self.y))
+        if self.verbose:
+            shown = {k: v for k, v in metrics.items() if k.startswith("val_")}
+            print(f"epoch {epoch}: " + " ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+
+
+def validation_figures(model: npcnn.Sequential, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    logits = model.predict_logits(x)
+    figures = {f"val_{k}": v for k, v in score_logits(logits, y).items()}
+    if logits.shape[1] > 10:
+        refusals = refusal_figures(logits.argmax(axis=1), y)
+        figures |= {f"val_{k}": v for k, v in refusals.items() if k != "accuracy"}
+    return figures
+
+
+class WeightAverage:
+    """A ``fit`` callback: the running mean of the weights (and BatchNorm statistics) after each
+    of the last ``count`` epochs of ``epochs`` (stochastic weight averaging, Izmailov et al.
+    2018, here once per epoch)."""
+
+    def __init__(self, count: int, epochs: int) -> None:
+        self.count, self.epochs, self.seen = count, epochs, 0
+        self.mean: list[np.ndarray] | None = None
+
+    def __call__(self, model: npcnn.Sequential, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch <= self.epochs - self.count:
+            return
+        arrays = [
+            a for layer in model.layers for a in (*layer.params.values(), *layer.buffers.values())
+        ]
+        self.seen += 1
+        if self.mean is None:
+            self.mean = [a.copy() for a in arrays]
+        else:
+            for mean, a in zip(self.mean, arrays, strict=True):
+                mean += (a - mean) / self.seen
+
+    def averaged(self, model: npcnn.Sequential, x: np.ndarray, batch_size: int):
+        """A copy of ``model`` with the averaged weights, its BatchNorm statistics measured
+        again on ``x`` (the average of weights needs its own), or None if nothing was averaged."""
+        if self.mean is None:
+            return None
+        averaged = copy.deepcopy(model)
+        arrays = [
+            a
+            for layer in averaged.layers
+            for a in (*layer.params.values(), *layer.buffers.values())
+        ]
+        for target, mean in zip(arrays, self.mean, strict=True):
+            target[...] = mean
+        order = averaged.rng.permutation(len(x))[: 200 * batch_size]
+        for start in range(0, len(order), batch_size):  # BatchNorm: momentum 0.9, 200 batches
+            averaged.forward(x[order[start : start + batch_size]], training=True)
+        return averaged
 
 
 def make_augment(args: argparse.Namespace) -> Augment | None:
@@ -214,20 +343,59 @@ def start_or_resume(
         model, checkpoint = Checkpoint.resume(args.checkpoint, optimizer, options=run)
         print(f"resuming from {args.checkpoint} after epoch {checkpoint.state.epoch}")
         return model, checkpoint
-    model = architectures.build(args.arch, seed=args.seed)
+    classes = 11 if args.non_digits else 10
+    model = architectures.build(args.arch, seed=args.seed, classes=classes)
     return model, Checkpoint(args.checkpoint, optimizer, options=run)
 
 
 def test_report(logits: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
-    """The model card's test section: accuracy, loss, per-class accuracy, confusion matrix."""
+    """The model card's test section: accuracy, loss, per-class accuracy, confusion matrix; with
+    11 outputs a refusal (class 10) is an error, and the share of digits refused is given."""
     y_pred = logits.argmax(axis=1)
-    cm = analysis.confusion_matrix(y_test, y_pred)
-    return {
+    classes = logits.shape[1]
+    cm = analysis.confusion_matrix(y_test, y_pred, classes=classes)[:10]  # (10, classes)
+    report = {
         **score_logits(logits, y_test),
         "per_class_accuracy": (np.diag(cm) / cm.sum(axis=1)).tolist(),
         "confusion_matrix": cm.tolist(),
         "errors": int((y_pred != y_test).sum()),
     }
+    if classes > 10:
+        report["refused"] = refusal_figures(y_pred, y_test)["digits_refused"]
+    return report
+
+
+def synthetic_test_report(model: npcnn.Sequential, seed: int) -> dict[str, Any]:
+    """Refusals on synthetic non-digits and digits made with a seed never used in training."""
+    report = {}
+    for name, data in (
+        ("non_digit_test", synth.non_digits(TEST_SYNTH_IMAGES, TEST_SEED_OFFSET + seed)),
+        (
+            "synthetic_digit_test",
+            synth.synthetic_digits(TEST_SYNTH_IMAGES, TEST_SEED_OFFSET + seed),
+        ),
+    ):
+        predicted = model.predict_logits(to_model_input(data.images)).argmax(axis=1)
+        figures = refusal_figures(predicted, data.labels)
+        report[name] = {
+            "images": len(data),
+            "seed": TEST_SEED_OFFSET + seed,
+            "accuracy": figures.get("digit_accuracy", figures["accuracy"]),
+            "refused": figures.get("non_digits_refused", figures.get("digits_refused")),
+        }
+    return report
+
+
+def calibrate(model: npcnn.Sequential, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+    """Temperature scaling, fitted on the validation split: when it lowers the validation NLL by
+    1% or more, T is folded into the last layer (``W / T``, ``b / T`` give ``logits / T``)."""
+    report = calibration_report(model.predict_logits(x_val), y_val)
+    report["applied"] = report["nll_after"] <= 0.99 * report["nll_before"]
+    if report["applied"]:
+        last = model.layers[-1]
+        for name in ("W", "b"):
+            last.params[name] /= np.asarray(report["temperature"], dtype=last.params[name].dtype)
+    return report
 
 
 def model_card(
@@ -251,6 +419,11 @@ def model_card(
         "training": {
             **state.options,
             "wall_seconds": state.seconds,
+            "synth_seconds": getattr(args, "synth_seconds", 0.0),
+            "total_seconds": state.seconds + getattr(args, "synth_seconds", 0.0),
+            "images_per_second": float(
+                np.mean([h["images_per_second"] for h in state.history] or [0.0])
+            ),
             "backend": npcnn.get_backend(),
             "threads": args.threads or os.cpu_count(),
             "machine": machine_description(),
@@ -260,6 +433,15 @@ def model_card(
             "val_size": args.val_size,
         },
         "history": state.history,
+        "data": {
+            "mnist": train_images - args.synth_digits - args.non_digits,
+            "synth_digits": args.synth_digits,
+            "non_digits": args.non_digits,
+            "val_non_digits": args.val_non_digits if args.non_digits else 0,
+            "proportions": "MNIST : synthetic digits : non-digits = "
+            f"1 : {args.synth_digits / max(train_images - args.synth_digits - args.non_digits, 1):.3f}"
+            f" : {args.non_digits / max(train_images - args.synth_digits - args.non_digits, 1):.3f}",
+        },
         "command": command.strip(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
@@ -287,6 +469,27 @@ def save_results(args: argparse.Namespace, model: npcnn.Sequential, card: dict[s
         write_model_card(out.with_name("MODEL_CARD.md"), card)
 
 
+def choose_model(
+    checkpoint: Checkpoint,
+    average: WeightAverage,
+    x_train: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray],
+    batch_size: int,
+) -> npcnn.Sequential:
+    """The best epoch's model by validation accuracy, or the weight average if it scores higher
+    (the checkpoint's record then says so)."""
+    best = checkpoint.best_model()
+    averaged = average.averaged(best, x_train, batch_size) if average.mean is not None else None
+    if averaged is not None:
+        figures = validation_figures(averaged, *validation)
+        print(f"weight average of the last {average.seen} epochs: val_accuracy "
+              f"{figures['val_accuracy']:.4f} (best epoch: {checkpoint.state.best_score:.4f})")  # fmt: skip
+        if figures["val_accuracy"] > checkpoint.state.best_score:
+            checkpoint.state.best_score, checkpoint.state.best_epoch = figures["val_accuracy"], -1
+            return averaged
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     npcnn.set_backend(args.backend)
@@ -303,13 +506,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         model.summary()
         print(f"backend {npcnn.get_backend()}; {len(x_train):,} training images")
+    average = WeightAverage(args.average_last, args.epochs)
     try:
         npcnn.fit(
             model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
             optimizer=optimizer, schedule=make_schedule(args.schedule, args.lr, steps),
-            loss_fn=npcnn.SoftmaxCrossEntropy(args.label_smoothing), validation_data=validation,
+            loss_fn=npcnn.SoftmaxCrossEntropy(args.label_smoothing),
             augment=make_augment(args), initial_epoch=checkpoint.state.epoch,
-            callbacks=[checkpoint], verbose=not args.quiet,
+            callbacks=[Validation(*validation, not args.quiet), average, checkpoint],
+            verbose=not args.quiet,
         )  # fmt: skip
     except KeyboardInterrupt:
         print(
@@ -318,9 +523,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     # The best epoch by validation accuracy is the model we keep; now, and only now, the test set.
-    best = checkpoint.best_model()
+    best = choose_model(checkpoint, average, x_train, validation, args.batch_size)
+    calibration = calibrate(best, *validation)
     x_test = to_model_input(x_test_u8)
-    card = model_card(args, best, test_report(best, x_test, y_test), checkpoint, len(x_train), argv)
+    card = model_card(
+        args, best, test_report(best.predict_logits(x_test), y_test), checkpoint, len(x_train), argv
+    )
+    card["calibration"] = calibration
+    if args.non_digits:
+        card |= synthetic_test_report(best, args.seed)
     save_results(args, best, card)
     if args.plot:
         folder = Path(args.out).parent / "plots"

@@ -11,6 +11,7 @@ import pytest
 import npcnn
 import train_model
 from npcnn.checkpoints import Checkpoint
+from npcnn.digits import model_card, synth
 from npcnn.digits.data import load_mnist
 
 pytestmark = pytest.mark.slow
@@ -73,3 +74,51 @@ def test_the_shipped_model_reaches_its_accuracy_goal(shipped_model):
     result = shipped_model.evaluate(x_test[:, None], y_test)
     assert result["accuracy"] >= 0.995, result
     assert shipped_model.metadata["metrics"]["test_accuracy"] == pytest.approx(result["accuracy"])
+
+
+def test_a_run_with_non_digits_has_eleven_outputs_and_reports_refusals(tmp_path, monkeypatch):
+    monkeypatch.setattr(synth, "cache_dir", lambda: tmp_path / "synth")
+    args = quick_args(
+        tmp_path, "eleven", "--epochs", "1", "--limit", "2000", "--synth-digits", "200",
+        "--non-digits", "300", "--val-non-digits", "200", "--average-last", "1",
+    )  # fmt: skip
+    assert train_model.main(args) == 0
+    model = npcnn.load(tmp_path / "eleven.npz")
+    assert model.output_shapes[-1] == (11,)
+    card = json.loads((tmp_path / "MODEL_CARD.json").read_text())
+    assert np.array(card["test"]["confusion_matrix"]).shape == (10, 11)
+    assert 0.0 <= card["test"]["refused"] <= 1.0
+    assert card["non_digit_test"]["images"] == train_model.TEST_SYNTH_IMAGES
+    assert card["non_digit_test"]["seed"] != card["training"]["seed"]
+    assert card["data"]["non_digits"] == 300 and card["data"]["synth_digits"] == 200
+    assert "val_non_digits_refused" in card["history"][0]
+    assert {"ece_before", "ece_after", "temperature"} <= set(card["calibration"])
+    assert card["training"]["total_seconds"] >= card["training"]["wall_seconds"]
+    text = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "synthetic non-digits refused" in text and "| refused |" in text
+
+
+def test_calibration_figures():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 2000)
+    logits = rng.normal(0, 1, (2000, 3))
+    logits[np.arange(2000), labels] += 2.0
+    sharp = logits * 4  # over-confident: temperature scaling should find T > 1 and help
+    report = model_card.calibration_report(sharp, labels)
+    assert report["temperature"] > 2
+    assert report["ece_after"] < report["ece_before"] and report["nll_after"] < report["nll_before"]
+    p = model_card.softmax(logits)
+    assert np.allclose(p.sum(axis=1), 1)
+    assert 0 <= model_card.expected_calibration_error(p, labels) <= 1
+
+
+def test_refusal_figures():
+    labels = np.array([0, 1, 2, 10, 10])
+    predicted = np.array([0, 10, 2, 10, 3])
+    figures = model_card.refusal_figures(predicted, labels)
+    assert figures == {
+        "accuracy": 3 / 5,
+        "digit_accuracy": 2 / 3,
+        "digits_refused": 1 / 3,
+        "non_digits_refused": 1 / 2,
+    }
