@@ -206,6 +206,12 @@ def add_other_options(parser: argparse.ArgumentParser) -> None:
         help="also write curves, confusion matrix and misclassified digits as PNGs",
     )
     p.add_argument("--no-card", action="store_true", help="do not write the model card")
+    p.add_argument(
+        "--no-test",
+        action="store_true",
+        help="experiments: stop after training and print the validation figures, never touching "
+        "the test set (choose options on validation only)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -525,6 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     # The best epoch by validation accuracy is the model we keep; now, and only now, the test set.
     best = choose_model(checkpoint, average, x_train, validation, args.batch_size)
     calibration = calibrate(best, *validation)
+    if args.no_test:
+        print(f"validation of the kept model: {validation_figures(best, *validation)}; "
+              f"calibration: {calibration}")  # fmt: skip
+        return 0
     x_test = to_model_input(x_test_u8)
     card = model_card(
         args, best, test_report(best.predict_logits(x_test), y_test), checkpoint, len(x_train), argv
