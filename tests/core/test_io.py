@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     x = rng.random((16, 1, 28, 28), dtype=np.float32)
     model.train_step(x, rng.integers(0, 10, 16), npcnn.Adam())
     path = tmp_path_factory.mktemp("io") / "model.npz"
-    model.save(path, metadata={"metrics": {"test_accuracy": 0.5}, "note": "ünïcode"})
+    npcnn.save(model, path, metadata={"metrics": {"test_accuracy": 0.5}, "note": "ünïcode"})
     return model, path, x
 
 
@@ -145,7 +145,7 @@ def test_unknown_layer_and_version(trained, tmp_path):
 def test_save_is_atomic_and_leaves_no_temporary_files(trained, tmp_path):
     model, _, _ = trained
     target = tmp_path / "sub" / "m.npz"
-    model.save(target)
-    model.save(target)  # overwrite
+    npcnn.save(model, target)
+    npcnn.save(model, target)  # overwrite
     assert sorted(p.name for p in target.parent.iterdir()) == ["m.npz"]
     assert zipfile.is_zipfile(target)
