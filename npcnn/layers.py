@@ -83,6 +83,16 @@ def channels_first(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 3, 1, 2)
 
 
+def image_shape(layer: Layer, input_shape: Shape) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of an image input, or ``ShapeError`` naming ``layer``."""
+    if len(input_shape) != 3:
+        raise ShapeError(
+            f"{layer.name}: expects (channels, height, width) inputs, got {input_shape}"
+        )
+    c, h, w = input_shape
+    return c, h, w
+
+
 def _he_normal(rng: np.random.Generator, shape: Shape, fan_in: int, dtype: type) -> np.ndarray:
     """He initialisation for ReLU networks: N(0, 2 / fan_in)."""
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
@@ -151,11 +161,7 @@ class Conv2D(Layer):
     def build(
         self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
     ) -> Shape:
-        if len(input_shape) != 3:
-            raise ShapeError(
-                f"{self.name}: expects (channels, height, width) inputs, got {input_shape}"
-            )
-        c, h, w = input_shape
+        c, h, w = image_shape(self, input_shape)
         if self.in_channels is not None and c != self.in_channels:
             raise ShapeError(f"{self.name}: expects {self.in_channels} input channels, got {c}")
         self.in_channels = c
@@ -226,11 +232,7 @@ class MaxPool2D(Layer):
     def build(
         self, input_shape: Shape, rng: np.random.Generator, dtype: type = np.float32
     ) -> Shape:
-        if len(input_shape) != 3:
-            raise ShapeError(
-                f"{self.name}: expects (channels, height, width) inputs, got {input_shape}"
-            )
-        c, h, w = input_shape
+        c, h, w = image_shape(self, input_shape)
         if h < self.size or w < self.size:
             raise ShapeError(f"{self.name}: a {self.size}x{self.size} window exceeds {h}x{w}")
         size, stride = self.size, self.stride
