@@ -1,4 +1,5 @@
-"""The guide in docs/ must run: every ```python block of a chapter is executed, in order.
+"""The guide in docs/ must run: every ```python block of a chapter (and of the README) is
+executed, in order.
 
 Each chapter runs in one fresh namespace, in a temporary working directory holding a read-only
 link ``weights -> <repo>/weights`` (the guide is written to be run from the repository root).
@@ -44,8 +45,9 @@ def chapters() -> list[Path]:
 
 
 def chapter_params() -> list:
+    """The guide's chapters, and the README (its "Use the library" code runs too)."""
     params = []
-    for path in chapters():
+    for path in [*chapters(), ROOT / "README.md"]:
         text = path.read_text()
         marks = [pytest.mark.slow] if "<!-- test: slow -->" in text else []
         if "<!-- test: needs-shipped-model -->" in text:
