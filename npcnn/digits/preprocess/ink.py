@@ -15,10 +15,12 @@
    + c5 y^2`` to the background by robust least squares: start flat at the median of the border
    (mostly paper, even where ink touches an edge), then refit on the pixels within ``3 sigma``
    of the surface, a few times (sigma, the noise level, comes from the median absolute
-   deviation).  The ink is what sticks out of that surface; whether it is darker or lighter
-   than the paper is decided by which side sticks out more (the total residual beyond the noise
-   band).  Ink made bright: ``ink = max(+-(g - b), 0)``.  This removes lighting gradients and
-   vignetting of photos, and any paper colour.
+   deviation).  If that ends with a sigma far above the pixel noise (a big digit on a steep
+   background, swallowed by the surface), fit again from a plane that follows the slope.  The ink
+   is what sticks out of that surface; whether it is darker or lighter than the paper is
+   decided by which side sticks out more (the total residual beyond the noise band).  Ink made
+   bright: ``ink = max(+-(g - b), 0)``.  This removes lighting gradients and vignetting of
+   photos, and any paper colour.
 4. **Clean** (``rescale_ink``, ``remove_specks``).  Rescale robustly: ``high`` = the 90th
    percentile of the clear ink pixels (stroke cores), ``low`` = max(4 sigma, 0.2 high);
    ``(ink - low) / (high - low)`` clipped to [0, 1], so noise, texture and faint smudges go to 0
@@ -48,6 +50,7 @@ MIN_INK_MASS = 4.0  # ... and add up to at least 4 fully inked pixels
 SPECK_FRACTION = 0.02  # pieces with less ink than 2% of the largest piece are specks
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 brightness weights
 EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)  # connectivity for connected components
+SWALLOWED_NOISE_RATIO = 3.0  # a background fit whose sigma is over 3x the pixel noise is retried
 
 
 def flatten_alpha(colour: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
@@ -127,27 +130,20 @@ def _unit_coordinates(count: int) -> np.ndarray:
     return np.arange(count) / max(count - 1, 1) * 2.0 - 1.0
 
 
-def fit_background(gray: np.ndarray, rounds: int = 4) -> tuple[np.ndarray, float]:
-    """Step 3a: robustly fit a quadratic surface to the background; return it and the noise sigma.
+def _robust_surface(
+    samples: np.ndarray,
+    design: np.ndarray,
+    coefficients: np.ndarray,
+    trusted: np.ndarray,
+    rounds: int,
+) -> tuple[np.ndarray, float]:
+    """Rounds of the robust fit from ``coefficients`` (6,), trusting ``trusted`` (n,) at first.
 
-    Works on a grid of about 48x48 samples.  Start flat, at the median of the samples along the
-    border (mostly paper, even when the ink touches an edge).  Then, each round: ``sigma`` =
-    1.4826 * the median absolute deviation of the residuals of the samples trusted so far
-    (at first, the border); trust the samples within ``max(3 sigma, 2/255)`` of the surface;
-    refit the surface ``b = c0 + c1 x + c2 y + c3 x^2 + c4 xy + c5 y^2`` (x, y scaled to
-    [-1, 1]) to them by least squares, solving the normal equations ``(A^T A) c = A^T g``.
+    Each round: ``sigma`` = 1.4826 * the median absolute deviation of the residuals of the samples
+    trusted so far; trust the samples within ``max(3 sigma, 2/255)`` of the surface; refit the
+    surface to them by least squares, solving the normal equations ``(A^T A) c = A^T g``.
+    ``samples`` (n,) and ``design`` (n, 6) are the grey levels and the rows of ``A``.
     """
-    height, width = gray.shape
-    step = max(1, int(math.sqrt(height * width / 2304)))
-    samples = gray[::step, ::step]
-    y = _unit_coordinates(height)[::step, None] * np.ones((1, samples.shape[1]))
-    x = _unit_coordinates(width)[None, ::step] * np.ones((samples.shape[0], 1))
-    design = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
-    frame = max(1, round(0.03 * min(samples.shape)))
-    border = np.zeros(samples.shape, dtype=bool)
-    border[:frame], border[-frame:], border[:, :frame], border[:, -frame:] = True, True, True, True
-    samples, trusted = samples.ravel().astype(np.float64), border.ravel()
-    coefficients = np.array([np.median(samples[trusted]), 0.0, 0.0, 0.0, 0.0, 0.0])
     for round_ in range(rounds + 1):
         residual = samples - np.einsum("ni,i->n", design, coefficients)
         kept = residual[trusted]
@@ -161,6 +157,78 @@ def fit_background(gray: np.ndarray, rounds: int = 4) -> tuple[np.ndarray, float
         # (6, 6) normal matrix; the tiny ridge keeps a 1-pixel-wide image solvable
         normal = np.einsum("ni,nj->ij", fit_rows, fit_rows) + 1e-9 * np.eye(6)
         coefficients = np.linalg.solve(normal, np.einsum("ni,n->i", fit_rows, samples[trusted]))
+    return coefficients, sigma
+
+
+def _slope_plane(grid: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The plane ``c0 + c1 x + c2 y`` (as 6 surface coefficients) whose slopes are the median
+    differences between neighbouring samples of ``grid`` (H, W), at positions ``x``, ``y`` (H, W).
+
+    Along a row, paper next to paper differs by the background's slope, ink next to ink by about
+    0, and the two sides of a stroke by + and - its contrast; while most neighbours are paper,
+    the median is close to the slope, whatever the digit.  ``c0`` makes the median residual 0.
+    """
+    c1 = float(np.median(np.diff(grid, axis=1)) / (x[0, 1] - x[0, 0])) if grid.shape[1] > 1 else 0.0
+    c2 = float(np.median(np.diff(grid, axis=0)) / (y[1, 0] - y[0, 0])) if grid.shape[0] > 1 else 0.0
+    return np.array([float(np.median(grid - c1 * x - c2 * y)), c1, c2, 0.0, 0.0, 0.0])
+
+
+def _closest_half_fit(
+    samples: np.ndarray, design: np.ndarray, coefficients: np.ndarray, rounds: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least trimmed squares: each round, refit the surface to the half of the samples closest to
+    it (a "concentration step": the kept half's sum of squares never grows).  While the paper is
+    more than half of the picture and the start is near it, the closest half is paper, and stays
+    paper.  Returns the coefficients and the kept half, as a mask (n,)."""
+    half = max(1, len(samples) // 2)
+    for _ in range(rounds):
+        distance = np.abs(samples - np.einsum("ni,i->n", design, coefficients))
+        rows = np.argpartition(distance, half - 1)[:half]
+        normal = np.einsum("ni,nj->ij", design[rows], design[rows]) + 1e-9 * np.eye(6)
+        coefficients = np.linalg.solve(normal, np.einsum("ni,n->i", design[rows], samples[rows]))
+    distance = np.abs(samples - np.einsum("ni,i->n", design, coefficients))
+    return coefficients, distance <= np.partition(distance, half - 1)[half - 1]
+
+
+def fit_background(gray: np.ndarray, rounds: int = 4) -> tuple[np.ndarray, float]:
+    """Step 3a: robustly fit a quadratic surface to the background; return it and the noise sigma.
+
+    Works on a grid of about 48x48 samples.  Start flat, at the median of the samples along the
+    border (mostly paper, even when the ink touches an edge).  Then, each round
+    (``_robust_surface``): ``sigma`` = 1.4826 * the median absolute deviation of the residuals
+    of the samples trusted so far (at first, the border); trust the samples within
+    ``max(3 sigma, 2/255)`` of the surface; refit the surface ``b = c0 + c1 x + c2 y + c3 x^2 +
+    c4 xy + c5 y^2`` (x, y scaled to [-1, 1]) to them by least squares.
+
+    A steep background (a colour gradient, strong shading) under a big, thick digit (ink on a
+    fifth of the picture or more) can trap that: measured against the flat start, the border's
+    own slope looks like noise, ``3 sigma`` then trusts every sample, the surface bends to follow
+    the digit, and the residuals stay wide - a fixed point in which the digit *is* background,
+    and the picture looks blank.  That shows as a ``sigma`` far above the pixel noise
+    (``estimate_noise``: it reads neighbouring pixels, which a slope hardly changes).  Then the
+    fit starts again from a plane that already follows the slope (``_slope_plane``), fitted to
+    the half of the samples closest to it (``_closest_half_fit``: the paper), then refined by the
+    same rounds; the fit with the smaller ``sigma``, the one that explains the paper better, is
+    kept.  Other pictures never get there, so their background is the first fit's, exactly.
+    """
+    height, width = gray.shape
+    step = max(1, int(math.sqrt(height * width / 2304)))
+    grid = gray[::step, ::step].astype(np.float64)
+    y = _unit_coordinates(height)[::step, None] * np.ones((1, grid.shape[1]))
+    x = _unit_coordinates(width)[None, ::step] * np.ones((grid.shape[0], 1))
+    design = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
+    frame = max(1, round(0.03 * min(grid.shape)))
+    border = np.zeros(grid.shape, dtype=bool)
+    border[:frame], border[-frame:], border[:, :frame], border[:, -frame:] = True, True, True, True
+    samples, border = grid.ravel(), border.ravel()
+    flat = np.array([np.median(samples[border]), 0.0, 0.0, 0.0, 0.0, 0.0])
+    coefficients, sigma = _robust_surface(samples, design, flat, border, rounds)
+    limit = SWALLOWED_NOISE_RATIO * 2.0 / 255.0  # the noise is measured only when sigma exceeds it
+    if sigma > limit and sigma > SWALLOWED_NOISE_RATIO * estimate_noise(gray):
+        start, paper = _closest_half_fit(samples, design, _slope_plane(grid, x, y), rounds)
+        retried, retried_sigma = _robust_surface(samples, design, start, paper, rounds)
+        if retried_sigma < sigma:
+            coefficients, sigma = retried, retried_sigma
     c0, c1, c2, c3, c4, c5 = coefficients
     x, y = _unit_coordinates(width), _unit_coordinates(height)[:, None]
     # the surface at every pixel, grouped as (terms in y) + (terms in x) + (the xy term)
