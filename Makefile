@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: install run dev test test-fast lint format bench train data clean browser
+.PHONY: install run dev test test-fast lint format bench train data clean system-packages
 
 # Create the virtual environment and install everything once (re-done when the requirements change).
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -25,13 +25,19 @@ run: install
 dev: install
 	$(PY) app.py --host $(HOST) --port $(PORT)
 
-# Debian's Chromium for the browser tests; installed when missing and we are root, otherwise those tests skip.
-browser:
-	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+# Debian packages the tests use, installed when missing and we are root (otherwise those tests
+# skip): Chromium for the browser tests, PostgreSQL for the corrections store's tests, and the
+# font packages the synthetic training digits are rendered from (npcnn/digits/synth.py).
+SYSTEM_PACKAGES := chromium postgresql fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 \
+	fonts-freefont-ttf fonts-urw-base35 fonts-texgyre
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+		if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq $$missing >/dev/null; fi; fi
 
 # The whole suite: both kernel backends, real MNIST, the shipped model, the API and a real browser.
-test: install browser data
+test: install system-packages data
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 # Only the quick tests (no real MNIST, no browser).
