@@ -3,33 +3,54 @@
 Data flows one way: request -> image bytes -> ``Recogniser`` (decode, frame like MNIST, predict)
 -> JSON.  The app never trains.
 
-Endpoints (all answers are JSON; every bad input is a 4xx ``{"error": "..."}``, never a 500):
+Endpoints (all answers are JSON but the page and ``/metrics``; every bad input is a 4xx
+``{"error": "..."}``, never a 500):
 
-- ``GET  /``                  the drawing page
-- ``POST /api/predict``       one digit
+- ``GET  /``                   the drawing page
+- ``POST /api/predict``        one digit
 - ``POST /api/predict_number`` several digits side by side, read as a number
-- ``POST /api/explain``       one digit, its saliency map and the first convolution block's
-                              feature maps
-- ``GET  /api/health``        status and a description of the model
+- ``POST /api/predict_batch``  up to 64 pictures of one digit each (multipart field ``images``,
+                               or JSON ``{"images": [...]}``), read with one forward pass
+- ``POST /api/explain``        one digit, its saliency map and the first convolution block's
+                               feature maps
+- ``GET  /api/health``         status and a description of the model
+- ``GET  /livez``              200 while the process answers
+- ``GET  /readyz``             200 once the model is loaded and warmed up; 503 before and while
+                               shutting down
+- ``GET  /metrics``            Prometheus text format (every worker process of the server)
 
 Each POST takes the image as multipart/form-data (file field ``image``), as JSON
-``{"image": "<data URL or base64>"}``, or as a raw ``image/*`` body.
+``{"image": "<data URL or base64>"}``, or as a raw ``image/*`` body.  Every prediction answer
+names its model: ``"model": {"name": ..., "version": <12 hex digits of the weights' sha256>}``.
+
+Heavy requests (explanations, batches) are bounded per process: past ``--heavy-limit`` at once,
+the next one gets 503 with ``Retry-After`` at once instead of waiting in a growing queue.
 
 Run it::
 
-    python app.py [--host 127.0.0.1] [--port 5000] [--weights PATH] [--production]
+    python app.py [--host 127.0.0.1] [--port 5000] [--weights PATH]           # development
+    python app.py --production [--workers N] [--threads T]                     # gunicorn
+    python app.py --production --server waitress [--threads T]                # one process
 """
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import io
+import json
 import logging
 import os
 import re
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +60,14 @@ from flask import (
     Request,
     Response,
     current_app,
+    g,
+    has_request_context,
     jsonify,
     render_template,
     request,
 )
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import RequestTimeout as BodyTimeout
 
 import npcnn
 from npcnn.digits.errors import ImageError, NoInkError
@@ -53,8 +77,18 @@ from npcnn.errors import ModelFileError, NpcnnError
 HERE = Path(__file__).resolve().parent
 DEFAULT_WEIGHTS = HERE / "weights" / "mnist_cnn.npz"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # whole request body; bigger -> 413
+MAX_BATCH = 64  # pictures in one /api/predict_batch; more -> 413
+MAX_FORM_PARTS = MAX_BATCH + 16  # multipart parts (files and fields); more -> 413
+# Brackets, braces and commas in a JSON body: a bound on its nesting and its number of values,
+# checked before parsing (a 64-picture batch of data URLs has about 130).
+MAX_JSON_STRUCTURE = 512
+HEAVY_LIMIT = 2  # heavy requests (explain, batch) running at once in one process
+RETRY_AFTER_SECONDS = 1
+BODY_TIMEOUT_SECONDS = 15.0  # the whole body must arrive within this (gunicorn; see BodyDeadline)
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=@-]{0,127}")
 
 log = logging.getLogger("npcnn.app")
+access_log = logging.getLogger("npcnn.access")
 site = Blueprint("site", __name__)
 
 
@@ -66,14 +100,24 @@ class UnsupportedContentType(RequestError):
     """The request's Content-Type is none of multipart/form-data, JSON and image/*."""
 
 
+class BatchTooLarge(RequestError):
+    """A batch of more than ``MAX_BATCH`` pictures."""
+
+
+class Overloaded(NpcnnError):
+    """Every heavy-request slot of this process is taken: try again shortly (503)."""
+
+
 # The one map from errors of bad input to HTTP statuses: the first class that matches wins.
 # Any other exception is a bug: a logged 500 that tells the client nothing of the internals.
 ERROR_STATUS: tuple[tuple[type[NpcnnError], int], ...] = (
     (UnsupportedContentType, 415),
+    (BatchTooLarge, 413),
     (NoInkError, 422),  # a picture with nothing to recognise in it
     (TooManyMarksError, 422),
     (ImageError, 400),  # a picture that cannot be decoded or used
     (RequestError, 400),
+    (Overloaded, 503),
 )
 
 
@@ -85,6 +129,37 @@ class InMemoryRequest(Request):
 
 
 # --------------------------------------------------------------------- requests and answers
+def json_body() -> Any:
+    """The request's body parsed as JSON; ``RequestError`` for anything that is not usable JSON.
+
+    Parsing is bounded first: a body with more than ``MAX_JSON_STRUCTURE`` brackets, braces and
+    commas is refused unread (a 100,000-level nesting would otherwise exhaust the parser's
+    recursion, and a 10 MB list of numbers costs hundreds of MB as Python objects).  The image
+    strings themselves (base64, data URLs) hold none of these characters but a data URL's comma.
+    """
+    data = request.get_data(cache=False)
+    structure = data.count(b"[") + data.count(b"{") + data.count(b",")
+    if structure > MAX_JSON_STRUCTURE:
+        raise RequestError(
+            "the JSON body is too deeply nested or holds too many values:"
+            ' send {"image": "<data URL>"} or {"images": ["<data URL>", ...]}'
+        )
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise RequestError("the body is not valid JSON") from None
+
+
+def is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or mimetype.endswith("+json")
+
+
+def unsupported(mimetype: str, accepted: str) -> UnsupportedContentType:
+    if not mimetype:
+        return UnsupportedContentType(f"missing Content-Type: send {accepted}")
+    return UnsupportedContentType(f"unsupported Content-Type {mimetype!r}: send {accepted}")
+
+
 def image_bytes() -> bytes:
     """The uploaded image's bytes from the current request, whichever way it was sent."""
     mimetype = request.mimetype
@@ -95,10 +170,8 @@ def image_bytes() -> bytes:
         if isinstance(request.form.get("image"), str):
             return decode_base64_image(request.form["image"])  # a data URL as a text field
         raise RequestError("missing the file field 'image' in the multipart form")
-    if mimetype == "application/json" or mimetype.endswith("+json"):
-        payload = request.get_json(silent=True)
-        if payload is None:
-            raise RequestError("the body is not valid JSON")
+    if is_json(mimetype):
+        payload = json_body()
         if not isinstance(payload, dict) or "image" not in payload:
             raise RequestError('the JSON body must be an object like {"image": "<data URL>"}')
         if not isinstance(payload["image"], str):
@@ -106,38 +179,82 @@ def image_bytes() -> bytes:
         return decode_base64_image(payload["image"])
     if mimetype.startswith("image/") or mimetype == "application/octet-stream":
         return request.get_data(cache=False)
-    if not mimetype:
-        raise UnsupportedContentType(
-            "missing Content-Type: send multipart/form-data, JSON or image/*"
-        )
-    raise UnsupportedContentType(
-        f"unsupported Content-Type {mimetype!r}: send multipart/form-data, JSON or image/*"
-    )
+    raise unsupported(mimetype, "multipart/form-data, JSON or image/*")
 
 
-def timed_answer(read: Callable[[bytes], dict[str, Any]]) -> Response:
+def batch_pictures() -> list[bytes | NpcnnError]:
+    """The pictures of a batch request, in order: multipart files in the field ``images``, or
+    JSON ``{"images": ["<data URL or base64>", ...]}``.  An item that is not a picture's bytes
+    (bad base64, not a string) becomes its own error in its place."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        uploads = request.files.getlist("images")
+        if not uploads:
+            raise RequestError("missing the file field 'images' in the multipart form")
+        check_batch_size(len(uploads))
+        return [upload.read() for upload in uploads]
+    if not is_json(mimetype):
+        raise unsupported(mimetype, 'multipart/form-data (files "images") or JSON')
+    payload = json_body()
+    items = payload.get("images") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not items:
+        raise RequestError('the JSON body must be an object like {"images": ["<data URL>", ...]}')
+    check_batch_size(len(items))
+    pictures: list[bytes | NpcnnError] = []
+    for item in items:
+        try:
+            if not isinstance(item, str):
+                raise RequestError("each image must be a string: a data URL or base64")
+            pictures.append(decode_base64_image(item))
+        except NpcnnError as error:
+            pictures.append(error)
+    return pictures
+
+
+def check_batch_size(count: int) -> None:
+    if count > MAX_BATCH:
+        raise BatchTooLarge(f"{count} images: a batch holds at most {MAX_BATCH}")
+
+
+def timed_answer(read: Callable[[bytes], dict[str, Any]], heavy: bool = False) -> Response:
     """``read`` (a recogniser method) the request's image; its answer as JSON, with ``ms``: the
-    milliseconds the request took, from reading the body to the answer."""
+    milliseconds the request took, from reading the body to the answer.  A ``heavy`` request
+    first takes one of the process's heavy-request slots (503 when there is none)."""
     started = time.perf_counter()
-    answer = read(image_bytes())
+    data = image_bytes()
+    with heavy_slot() if heavy else no_slot():
+        answer = read(data)
     answer["ms"] = round((time.perf_counter() - started) * 1000.0, 2)
     return jsonify(answer)
 
 
+def status_and_message(error: NpcnnError) -> tuple[int, str]:
+    """The HTTP status of an error of bad input and the message said to the client (500 and
+    ``""`` for any other error: a bug)."""
+    status = next((s for kind, s in ERROR_STATUS if isinstance(error, kind)), 500)
+    if status == 500:
+        return 500, ""
+    return status, nothing_to_recognise(error) if isinstance(error, NoInkError) else str(error)
+
+
 def error_answer(error: Exception) -> tuple[Response, int]:
     """Every error as JSON ``{"error": "..."}`` with its status: the app's one error handler."""
-    if isinstance(error, HTTPException):  # from werkzeug: 404, 405, 413, a malformed request
+    if isinstance(error, HTTPException):  # from werkzeug: 404, 405, 408, 413, malformed requests
         status = error.code or 500
         response = jsonify(error=http_message(error))
         if status == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)
+        if status == 408:  # the rest of the body may still come: the connection cannot go on
+            response.headers["Connection"] = "close"
         return response, status
-    status = next((s for kind, s in ERROR_STATUS if isinstance(error, kind)), 500)
+    status, message = status_and_message(error) if isinstance(error, NpcnnError) else (500, "")
     if status == 500:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return jsonify(error="internal error: the server failed on this request"), 500
-    message = nothing_to_recognise(error) if isinstance(error, NoInkError) else str(error)
-    return jsonify(error=message), status
+    response = jsonify(error=message)
+    if status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response, status
 
 
 def nothing_to_recognise(error: NoInkError) -> str:
@@ -152,23 +269,310 @@ def http_message(error: HTTPException) -> str:
         400: "bad request",
         404: "not found",
         405: f"method {request.method} not allowed here",
-        413: f"the request is too large (at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB)",
+        408: "the request body did not arrive in time",
+        413: (
+            f"the request is too large (at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
+            f" and {MAX_FORM_PARTS} multipart parts)"
+        ),
         415: "unsupported Content-Type",
     }
     return messages.get(error.code or 500, error.description or error.name)
 
 
+# --------------------------------------------------------------------- the server's own state
+class ServerState:
+    """What one process of the server knows about itself: its recogniser, its metrics, whether
+    it is ready (warmed up, not shutting down), and its heavy-request slots.
+
+    The slots are a semaphore taken without waiting: a heavy request that finds none free is
+    answered 503 with ``Retry-After`` at once, instead of queueing behind the others while its
+    client's timeout runs out; light requests (predict, the probes) keep their threads.
+    """
+
+    def __init__(self, recogniser: Recogniser, metrics: Metrics, heavy_limit: int) -> None:
+        self.recogniser = recogniser
+        self.metrics = metrics
+        self.heavy_limit = heavy_limit
+        self.heavy_slots = threading.BoundedSemaphore(heavy_limit)
+        self.draining = False
+        self.warm_up_error: str | None = None
+
+    def warm_up(self) -> None:
+        """Warm the recogniser up (``Recogniser.warm_up``); a failure is logged and kept: the
+        process stays alive but never ready."""
+        try:
+            self.recogniser.warm_up()
+        except Exception as error:
+            self.warm_up_error = f"{type(error).__name__}: {error}"
+            log.exception("the warm-up prediction failed: this process will never be ready")
+            raise
+        log.info("model %s version %s ready", self.recogniser.name, self.recogniser.version)
+
+    def warm_up_in_background(self) -> threading.Thread:
+        def run() -> None:
+            try:
+                self.warm_up()
+            except Exception:  # already logged, and seen by /readyz
+                pass
+
+        thread = threading.Thread(target=run, name="npcnn-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def begin_drain(self) -> None:
+        """The process is shutting down: ``/readyz`` answers 503 from now on."""
+        self.draining = True
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "shutting down"
+        if self.warm_up_error:
+            return False, f"the warm-up failed ({self.warm_up_error})"
+        if not self.recogniser.warmed_up:
+            return False, "warming up the model"
+        return True, "ready"
+
+
+def server_state() -> ServerState:
+    return current_app.extensions["npcnn.server"]
+
+
+@contextmanager
+def heavy_slot() -> Iterator[None]:
+    """One of the process's heavy-request slots for the block, or ``Overloaded`` at once."""
+    state = server_state()
+    if not state.heavy_slots.acquire(blocking=False):
+        state.metrics.shed.labels(endpoint=endpoint_label()).inc()
+        raise Overloaded(
+            f"the server is busy ({state.heavy_limit} heavy requests at once per process):"
+            f" try again in {RETRY_AFTER_SECONDS} s"
+        )
+    try:
+        yield
+    finally:
+        state.heavy_slots.release()
+
+
+@contextmanager
+def no_slot() -> Iterator[None]:
+    yield
+
+
+# --------------------------------------------------------------------- metrics
+class Metrics:
+    """The server's Prometheus metrics (``prometheus-client``).
+
+    With several worker processes (gunicorn) each process writes its values to memory-mapped
+    files in ``$PROMETHEUS_MULTIPROC_DIR`` and ``/metrics``, served by any one of them, adds all
+    the processes' files up: counts are exact for the whole server.  Without that variable the
+    values live in this process, in a registry of this app's own (several apps may live in one
+    process, as in the tests).
+
+    ``prometheus_client`` is imported here, not at the top of the module, because it picks its
+    multiprocess mode once, when first imported: ``main`` sets the variable first.
+    """
+
+    def __init__(self) -> None:
+        import prometheus_client as prometheus
+
+        prometheus.disable_created_metrics()  # no *_created series (multiprocess mode has none)
+        self.prometheus = prometheus
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        registry = None if self.multiprocess else prometheus.CollectorRegistry()
+        self.registry = registry
+        seconds = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1)
+        seconds += (0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+        self.requests = prometheus.Counter(
+            "npcnn_http_requests",
+            "HTTP requests answered, by endpoint (route), method and status",
+            ["endpoint", "method", "status"],
+            registry=registry,
+        )
+        self.latency = prometheus.Histogram(
+            "npcnn_http_request_duration_seconds",
+            "Time from the request's arrival in the app to its answer, by endpoint",
+            ["endpoint"],
+            buckets=seconds,
+            registry=registry,
+        )
+        self.stages = prometheus.Histogram(
+            "npcnn_stage_duration_seconds",
+            "Time of each stage of a reading: preprocess (bytes -> 28x28) and model (forward pass)",
+            ["stage"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, *seconds),
+            registry=registry,
+        )
+        self.in_flight = prometheus.Gauge(
+            "npcnn_http_requests_in_flight",
+            "Requests being answered right now",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.shed = prometheus.Counter(
+            "npcnn_shed_requests",
+            "Heavy requests answered 503 because every heavy slot of the process was taken",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.batch_size = prometheus.Histogram(
+            "npcnn_batch_images",
+            "Pictures per /api/predict_batch request",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=registry,
+        )
+        self.model_info = prometheus.Gauge(
+            "npcnn_model_info",
+            "The model being served (always 1): its name and version (weights' sha256)",
+            ["name", "version"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stages.labels(stage=stage).observe(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text of every metric (all processes' in multiprocess mode) and its content type."""
+        registry = self.registry
+        if registry is None:
+            from prometheus_client import multiprocess
+
+            registry = self.prometheus.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return self.prometheus.generate_latest(registry), self.prometheus.CONTENT_TYPE_LATEST
+
+
+def endpoint_label() -> str:
+    """The route that matched (``/api/predict``), never the raw path: a bounded set of labels."""
+    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+
+
+# --------------------------------------------------------------------- every request
+def request_id_from(header: str | None) -> str:
+    """The client's ``X-Request-ID`` when it is sane (1-128 plain characters), else a new one."""
+    if header and REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every log record: the current request's id, or ``-``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        return True
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(request_id)s %(name)s: %(message)s"
+
+
+def log_handler(stream: Any = None) -> logging.Handler:
+    """A handler whose lines carry the request id (``LOG_FORMAT``)."""
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, defaults={"request_id": "-"}))
+    return handler
+
+
+def start_request() -> None:
+    g.request_id = request_id_from(request.headers.get("X-Request-ID"))
+    g.started = time.perf_counter()
+    server_state().metrics.in_flight.inc()
+    g.in_flight = True
+
+
+def finish_response(response: Response) -> Response:
+    """Headers for every answer, then the request counted, timed and logged."""
+    security_headers(response)
+    request_id = g.get("request_id")
+    if request_id:
+        response.headers["X-Request-ID"] = request_id
+    if request.path.startswith("/api/") or request.path == "/metrics":
+        response.headers.setdefault("Cache-Control", "no-store")
+    started = g.get("started")
+    if started is not None:
+        seconds = time.perf_counter() - started
+        endpoint = endpoint_label()
+        metrics = server_state().metrics
+        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(seconds)
+        access_log.info(
+            "%s %s %d %.1f ms", request.method, request.path, response.status_code, seconds * 1e3
+        )
+    return response
+
+
+def end_request(error: BaseException | None) -> None:
+    if g.pop("in_flight", False):
+        server_state().metrics.in_flight.dec()
+
+
 def security_headers(response: Response) -> Response:
-    """No sniffing, no referrer, no framing, and only this site's own scripts and styles."""
+    """No sniffing, no referrer, no framing, and only this site's own scripts and styles (no
+    inline script or style: the page has none)."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self';"
-        " connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        " connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self';"
+        " frame-ancestors 'none'",
     )
     return response
+
+
+class BodyDeadline:
+    """WSGI middleware: the whole request body must arrive within ``seconds``, or 408.
+
+    gunicorn's threaded workers read a body on the request's thread with a blocking socket and no
+    time limit, so a client that trickles its body a byte at a time would hold a thread (and a
+    heavy slot) for as long as it likes.  Here each read gets the socket timeout that is left
+    of the body's deadline.  Other servers (waitress reads whole bodies before calling the app;
+    Flask's own server is for development) pass through untouched.
+    """
+
+    def __init__(self, app: Callable, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        sock = environ.get("gunicorn.socket")
+        if sock is None or self.seconds <= 0:
+            return self.app(environ, start_response)
+        environ["wsgi.input"] = DeadlineStream(
+            environ["wsgi.input"], sock, time.monotonic() + self.seconds
+        )
+        try:
+            return self.app(environ, start_response)
+        finally:
+            sock.settimeout(None)  # the answer is written, and the next request read, as before
+
+
+class DeadlineStream:
+    """A request body stream whose reads raise ``BodyTimeout`` (408) past ``deadline``."""
+
+    def __init__(self, stream: Any, sock: Any, deadline: float) -> None:
+        self.stream, self.sock, self.deadline = stream, sock, deadline
+
+    def _call(self, method: Callable, *args: Any) -> Any:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise BodyTimeout()
+        self.sock.settimeout(left)
+        try:
+            return method(*args)
+        except TimeoutError:
+            raise BodyTimeout() from None
+
+    def read(self, *args: Any) -> bytes:
+        return self._call(self.stream.read, *args)
+
+    def readline(self, *args: Any) -> bytes:
+        return self._call(self.stream.readline, *args)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
 
 
 # --------------------------------------------------------------------- pages and endpoints
@@ -184,7 +588,29 @@ def index() -> str:
 
 @site.get("/api/health")
 def health() -> Response:
-    return jsonify(status="ok", model=current_recogniser().describe())
+    ready, _ = server_state().readiness()
+    return jsonify(status="ok", ready=ready, model=current_recogniser().describe())
+
+
+@site.get("/livez")
+def livez() -> Response:
+    return jsonify(status="alive")
+
+
+@site.get("/readyz")
+def readyz() -> Response | tuple[Response, int]:
+    ready, reason = server_state().readiness()
+    if ready:
+        return jsonify(status="ready", model=current_recogniser().identity)
+    response = jsonify(status="not ready", error=f"not ready: {reason}")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response, 503
+
+
+@site.get("/metrics")
+def metrics() -> Response:
+    body, content_type = server_state().metrics.exposition()
+    return Response(body, content_type=content_type)
 
 
 @site.post("/api/predict")
@@ -199,7 +625,36 @@ def predict_number() -> Response:
 
 @site.post("/api/explain")
 def explain() -> Response:
-    return timed_answer(current_recogniser().explain_digit)
+    return timed_answer(current_recogniser().explain_digit, heavy=True)
+
+
+@site.post("/api/predict_batch")
+def predict_batch() -> Response:
+    """Up to ``MAX_BATCH`` pictures of one digit each, read with one forward pass; each result
+    is a reading as from ``/api/predict``, or ``{"error", "status"}`` for a picture that could
+    not be read (the others are read all the same)."""
+    started = time.perf_counter()
+    pictures = batch_pictures()
+    recogniser = current_recogniser()
+    with heavy_slot():
+        readings = recogniser.read_digits(pictures)
+    server_state().metrics.batch_size.observe(len(pictures))
+    results = []
+    for item in readings:
+        if isinstance(item, NpcnnError):
+            status, message = status_and_message(item)
+            if status == 500:
+                raise item
+            results.append({"error": message, "status": status})
+        else:
+            results.append(item)
+    return jsonify(
+        results=results,
+        count=len(results),
+        errors=sum("error" in result for result in results),
+        model=recogniser.identity,
+        ms=round((time.perf_counter() - started) * 1000.0, 2),
+    )
 
 
 # --------------------------------------------------------------------- the app
@@ -208,63 +663,232 @@ def load_model(weights_path: str | os.PathLike[str] | None = None) -> npcnn.Sequ
 
     A missing or bad file raises ``npcnn.errors.ModelFileError``.
     """
+    return npcnn.load(weights_file(weights_path))
+
+
+def weights_file(weights_path: str | os.PathLike[str] | None = None) -> Path:
+    """``weights_path``, ``$NPCNN_WEIGHTS`` or ``weights/mnist_cnn.npz``; ``ModelFileError``
+    when it is not a file."""
     path = Path(weights_path or os.environ.get("NPCNN_WEIGHTS") or DEFAULT_WEIGHTS)
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}: train one with `make train`")
-    return npcnn.load(path)
+    return path
 
 
-def create_app(weights_path: str | os.PathLike[str] | None = None, model: Any = None) -> Flask:
+def create_app(
+    weights_path: str | os.PathLike[str] | None = None,
+    model: Any = None,
+    *,
+    warm_up: bool | str = True,
+    heavy_limit: int | None = None,
+    body_timeout: float | None = None,
+) -> Flask:
     """The app around ``model``, or around the model loaded once from ``weights_path``.
+
+    ``warm_up``: ``True`` warms the model up before returning (the app is ready at once),
+    ``"background"`` on a thread (``/livez`` answers at once, ``/readyz`` once it is done),
+    ``False`` not at all (until ``app.extensions["npcnn.server"].warm_up()``).
+    ``heavy_limit``: heavy requests at once (``$NPCNN_HEAVY_LIMIT``, default ``HEAVY_LIMIT``).
+    ``body_timeout``: seconds for a whole request body (``$NPCNN_BODY_TIMEOUT``, default
+    ``BODY_TIMEOUT_SECONDS``; gunicorn only, see ``BodyDeadline``).
 
     It sets the maths to one thread for the whole process (``npcnn.set_threads(1)``): one
     request works on one small image, so BLAS and Numba threads would only wait for each other
     (one 28x28 image took 100 ms instead of 0.3 ms with 2 threads on a busy 2-core machine).
-    Requests run in parallel on the server's threads instead.
+    Requests run in parallel on the server's threads and processes instead.
     """
     npcnn.set_threads(1)
-    recogniser = Recogniser(model if model is not None else load_model(weights_path))
-    recogniser.warm_up()
+    metrics = Metrics()
+    if model is not None:
+        recogniser = Recogniser(model, observe=metrics.observe_stage)
+    else:
+        recogniser = Recogniser.from_file(weights_file(weights_path), observe=metrics.observe_stage)
+    metrics.model_info.labels(recogniser.name, recogniser.version).set(1)
+    if heavy_limit is None:
+        heavy_limit = int(os.environ.get("NPCNN_HEAVY_LIMIT") or HEAVY_LIMIT)
+    if body_timeout is None:
+        body_timeout = float(os.environ.get("NPCNN_BODY_TIMEOUT") or BODY_TIMEOUT_SECONDS)
+    state = ServerState(recogniser, metrics, max(1, heavy_limit))
+
     app = Flask(__name__, root_path=str(HERE))
     app.request_class = InMemoryRequest
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
         MAX_FORM_MEMORY_SIZE=MAX_UPLOAD_BYTES,  # a data URL sent as a text form field
-        MAX_FORM_PARTS=20,
+        MAX_FORM_PARTS=MAX_FORM_PARTS,
     )
     app.extensions["npcnn"] = recogniser
+    app.extensions["npcnn.server"] = state
     app.register_blueprint(site)
     app.register_error_handler(Exception, error_answer)
-    app.after_request(security_headers)
+    app.before_request(start_request)
+    app.after_request(finish_response)
+    app.teardown_request(end_request)
+    app.wsgi_app = BodyDeadline(app.wsgi_app, body_timeout)  # type: ignore[method-assign]
+    if warm_up == "background":
+        state.warm_up_in_background()
+    elif warm_up:
+        state.warm_up()
     return app
+
+
+# --------------------------------------------------------------------- servers
+@contextmanager
+def multiprocess_metrics_dir() -> Iterator[str]:
+    """``$PROMETHEUS_MULTIPROC_DIR`` for the worker processes' metrics, set for the block: the
+    given directory emptied of old files, or a new temporary one, removed afterwards."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for old in Path(given).glob("*.db"):  # a previous run's values would be added in
+            old.unlink()
+        yield given
+        return
+    path = tempfile.mkdtemp(prefix="npcnn-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def serve_gunicorn(args: argparse.Namespace) -> None:
+    """Serve with gunicorn: ``args.workers`` processes of ``args.threads`` threads each (gthread
+    workers), the metrics of all of them in one ``/metrics``.
+
+    Each worker loads the model itself after the fork and warms it up in the background
+    (``/livez`` at once, ``/readyz`` when warm).  On SIGTERM a worker stops being ready, keeps
+    serving for ``args.drain_seconds`` (for load balancers to notice), then finishes its requests
+    and exits.
+    """
+    from gunicorn.app.base import BaseApplication
+
+    if "prometheus_client" in sys.modules:
+        log.warning("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set")
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # its in-flight gauge goes; counts stay
+
+    def post_worker_init(worker: Any) -> None:
+        state: ServerState = worker.wsgi.extensions["npcnn.server"]
+        stop = worker.handle_exit
+
+        def drain_then_stop(signum: int, frame: Any) -> None:
+            state.begin_drain()
+            if args.drain_seconds > 0:
+                threading.Timer(args.drain_seconds, stop, (signum, frame)).start()
+            else:
+                stop(signum, frame)
+
+        signal.signal(signal.SIGTERM, drain_then_stop)
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{args.host}:{args.port}",
+                "workers": args.workers,
+                "worker_class": "gthread",
+                "threads": args.threads,
+                "timeout": 60,
+                "graceful_timeout": int(args.drain_seconds) + 30,
+                "keepalive": 5,
+                "proc_name": "npcnn",
+                "child_exit": child_exit,
+                "post_worker_init": post_worker_init,
+                "control_socket_disable": True,  # gunicorn >= 25: no ~/.gunicorn/gunicorn.ctl
+            }
+            for key, value in options.items():
+                if key in self.cfg.settings:  # an older gunicorn lacks the newer settings
+                    self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            return create_app(args.weights, warm_up="background")
+
+    with multiprocess_metrics_dir():
+        Server().run()
+
+
+def serve_waitress(args: argparse.Namespace) -> None:
+    """Serve with waitress: one process, ``args.threads`` threads.  On SIGTERM it stops being
+    ready, keeps serving for ``args.drain_seconds``, then exits."""
+    from waitress import create_server
+
+    app = create_app(args.weights, warm_up="background")
+    server = create_server(app, host=args.host, port=args.port, threads=args.threads, ident="npcnn")
+
+    def drain_then_stop(signum: int, frame: Any) -> None:
+        app.extensions["npcnn.server"].begin_drain()
+        threading.Timer(args.drain_seconds, _thread.interrupt_main).start()
+
+    signal.signal(signal.SIGTERM, drain_then_stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 # --------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
+    env = os.environ.get
     parser = argparse.ArgumentParser(description="Serve the npcnn draw-a-digit app.")
-    parser.add_argument("--host", default=os.environ.get("NPCNN_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("NPCNN_PORT", "5000")))
+    parser.add_argument("--host", default=env("NPCNN_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env("NPCNN_PORT", "5000")))
+    parser.add_argument("--weights", default=env("NPCNN_WEIGHTS") or str(DEFAULT_WEIGHTS))
     parser.add_argument(
-        "--weights", default=os.environ.get("NPCNN_WEIGHTS") or str(DEFAULT_WEIGHTS)
+        "--production",
+        action="store_true",
+        help="serve with a production WSGI server (gunicorn; see --server)",
     )
     parser.add_argument(
-        "--production", action="store_true", help="serve with waitress (a production WSGI server)"
+        "--server",
+        choices=("gunicorn", "waitress"),
+        default=env("NPCNN_SERVER", "gunicorn"),
+        help="with --production: gunicorn (several processes, the default) or waitress (one)",
     )
-    parser.add_argument("--threads", type=int, default=4, help="waitress worker threads")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("NPCNN_WORKERS") or 0),
+        help="gunicorn worker processes (default 0: one per core)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(env("NPCNN_THREADS") or 0),
+        help="threads per process (default: 2 per gunicorn worker, 4 for waitress)",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=float(env("NPCNN_DRAIN_SECONDS") or 0),
+        help="on SIGTERM, answer /readyz 503 but keep serving this long before stopping",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args.workers = args.workers or os.cpu_count() or 1
+    args.threads = args.threads or (2 if args.server == "gunicorn" else 4)
     try:
-        app = create_app(args.weights)
+        load_model(args.weights)  # a missing or bad file is said now, not by every worker
     except ModelFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler()])
     url = f"http://{args.host}:{args.port}/"
-    if args.production:
-        from waitress import serve
-
+    if args.production and args.server == "gunicorn":
+        print(
+            f"npcnn app (gunicorn, {args.workers} processes x {args.threads} threads) on {url}",
+            flush=True,
+        )
+        serve_gunicorn(args)
+    elif args.production:
         print(f"npcnn app (waitress, {args.threads} threads) on {url}", flush=True)
-        serve(app, host=args.host, port=args.port, threads=args.threads, ident="npcnn")
+        serve_waitress(args)
     else:
+        app = create_app(args.weights)
         print(f"npcnn app (Flask development server) on {url}", flush=True)
         app.run(host=args.host, port=args.port, debug=False, threaded=True)
     return 0

@@ -1,7 +1,7 @@
 """Load benchmark of the drawing app's ``POST /api/predict``.
 
-Starts the app with waitress (``app.py --production``) in a subprocess on 127.0.0.1 (a free
-port), then:
+Starts the app (``app.py --production --server S --workers N --threads T``) in a subprocess on
+127.0.0.1 (a free port), waits until it is ready (``/readyz``), then:
 
 1. one client, sequential requests (after a warm-up): the latency a user feels;
 2. N concurrent clients (threads, one keep-alive connection each), R requests each, bounded by
@@ -10,8 +10,16 @@ port), then:
 Each request POSTs the same 280 x 280 PNG drawing of a digit (dark ink on white) as
 multipart/form-data, like the page does.  Prints a table, or JSON with ``--json``.
 
+``--compare`` runs several servers in turn in one run (``--rounds`` times, alternating, so that
+the drift of a shared machine hits all of them), one table row per server and load::
+
     python benchmarks/bench_server.py [--clients 8] [--requests 200] [--weights PATH] [--json]
+    python benchmarks/bench_server.py --server gunicorn --workers 2 --threads 2
+    python benchmarks/bench_server.py --compare waitress:1x4 gunicorn:1x2 gunicorn:2x2 --rounds 2
     python benchmarks/bench_server.py --url http://127.0.0.1:5000   # an already running server
+
+A server is ``NAME:WORKERSxTHREADS``: ``waitress:1x4`` is one waitress process of 4 threads,
+``gunicorn:2x2`` two gunicorn worker processes (gthread) of 2 threads each.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from PIL import Image, ImageDraw
 
@@ -77,9 +85,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(weights: str | None, threads: int, log: IO[bytes]) -> tuple[subprocess.Popen, str]:
+class ServerSpec(NamedTuple):
+    """Which server to start: ``waitress`` or ``gunicorn``, its processes and threads each."""
+
+    server: str
+    workers: int
+    threads: int
+
+    @classmethod
+    def parse(cls, text: str) -> ServerSpec:
+        """``gunicorn:2x2`` -> ServerSpec("gunicorn", 2, 2)."""
+        try:
+            server, shape = text.split(":")
+            workers, threads = (int(n) for n in shape.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME:WORKERSxTHREADS, got {text!r}"
+            ) from None
+        if server not in ("gunicorn", "waitress") or workers < 1 or threads < 1:
+            raise argparse.ArgumentTypeError(f"bad server {text!r}")
+        if server == "waitress" and workers != 1:
+            raise argparse.ArgumentTypeError("waitress serves from one process: waitress:1xT")
+        return cls(server, workers, threads)
+
+    def __str__(self) -> str:
+        return f"{self.server} {self.workers}x{self.threads}"
+
+
+def start_server(
+    weights: str | None, spec: ServerSpec, log: IO[bytes]
+) -> tuple[subprocess.Popen, str]:
     """Start ``app.py --production`` (its output goes to ``log``, a file: a pipe nobody reads
-    would fill up and stall the server) and wait until ``/api/health`` answers."""
+    would fill up and stall the server) and wait until it is ready: ``/readyz`` 200 three times
+    per worker in a row (each worker warms up on its own)."""
     port = free_port()
     command = [
         sys.executable,
@@ -89,26 +127,42 @@ def start_server(weights: str | None, threads: int, log: IO[bytes]) -> tuple[sub
         "127.0.0.1",
         "--port",
         str(port),
+        "--server",
+        spec.server,
+        "--workers",
+        str(spec.workers),
         "--threads",
-        str(threads),
+        str(spec.threads),
     ]
     if weights:
         command += ["--weights", weights]
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    ready_in_a_row = 0
+    while time.monotonic() < deadline and ready_in_a_row < 3 * spec.workers:
         if process.poll() is not None:
             log.seek(0)
             raise SystemExit(f"the server exited:\n{log.read().decode(errors='replace')}")
         try:
-            with urllib.request.urlopen(url + "/api/health", timeout=2) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
+                ready_in_a_row += response.status == 200
+        except OSError:  # refused while starting, or 503 while warming up
+            ready_in_a_row = 0
             time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not start within 120 s")
+    if ready_in_a_row < 3 * spec.workers:
+        stop_server(process)
+        raise SystemExit("the server was not ready within 120 s")
+    return process, url
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class Client:
@@ -213,31 +267,15 @@ def run_concurrent(
     return summarise(latencies, errors[0], time.perf_counter() - started)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
-    parser.add_argument("--requests", type=int, default=200, help="requests per client")
-    parser.add_argument("--single", type=int, default=200, help="sequential single-client requests")
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="cap of the concurrent run")
-    parser.add_argument("--threads", type=int, default=4, help="waitress threads")
-    parser.add_argument("--weights", default=os.environ.get("NPCNN_WEIGHTS"))
-    parser.add_argument("--endpoint", default="/api/predict")
-    parser.add_argument("--url", help="benchmark this running server instead of starting one")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args(argv)
-    if args.clients < 1 or args.requests < 1 or args.single < 1:
-        parser.error("--clients, --requests and --single must be at least 1")
-
-    png = digit_png()
-    body = multipart_body(png)
+def bench_one(args: argparse.Namespace, spec: ServerSpec | None, body: bytes) -> dict[str, object]:
+    """Start the ``spec`` server (or use ``args.url``), run both loads, stop it."""
     process = None
     server_log = tempfile.TemporaryFile()
     try:
         if args.url:
             url = args.url.rstrip("/")
         else:
-            process, url = start_server(args.weights, args.threads, server_log)
+            process, url = start_server(args.weights, spec, server_log)
         with urllib.request.urlopen(url + "/api/health", timeout=10) as response:
             model = json.load(response).get("model", {})
         single = run_single(url, args.endpoint, body, args.single, args.warmup)
@@ -246,40 +284,89 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_server(process)
         server_log.close()
+    return {
+        "server": str(spec) if spec else args.url,
+        "model": model.get("name"),
+        "model_version": model.get("version"),
+        "backend": model.get("backend"),
+        "single_client": single,
+        "concurrent": {"clients": args.clients, **concurrent},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--requests", type=int, default=200, help="requests per client")
+    parser.add_argument("--single", type=int, default=200, help="sequential single-client requests")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="cap of the concurrent run")
+    parser.add_argument("--server", choices=("gunicorn", "waitress"), default="gunicorn")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
+    parser.add_argument("--threads", type=int, default=2, help="threads per process")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        type=ServerSpec.parse,
+        metavar="NAME:WxT",
+        help="servers to run in turn, e.g. waitress:1x4 gunicorn:1x2 gunicorn:2x2",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="with --compare: alternations")
+    parser.add_argument("--weights", default=os.environ.get("NPCNN_WEIGHTS"))
+    parser.add_argument("--endpoint", default="/api/predict")
+    parser.add_argument("--url", help="benchmark this running server instead of starting one")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.requests < 1 or args.single < 1 or args.rounds < 1:
+        parser.error("--clients, --requests, --single and --rounds must be at least 1")
+    if args.server == "waitress" and not args.compare:
+        args.workers = 1
+    specs = args.compare or [ServerSpec(args.server, args.workers, args.threads)]
+    if args.url:
+        specs, args.rounds = [None], 1
+
+    png = digit_png()
+    body = multipart_body(png)
+    runs = []
+    for round_number in range(args.rounds):
+        for spec in specs:
+            run = bench_one(args, spec, body)
+            run["round"] = round_number + 1
+            runs.append(run)
+            if not args.json:
+                print(f"  done: {run['server']}, round {round_number + 1}", file=sys.stderr)
 
     result = {
         "endpoint": args.endpoint,
         "image": "280x280 PNG drawing, multipart/form-data",
         "png_bytes": len(png),
-        "model": model.get("name"),
-        "backend": model.get("backend"),
         "cpu_count": os.cpu_count(),
-        "waitress_threads": None if args.url else args.threads,
-        "single_client": single,
-        "concurrent": {"clients": args.clients, **concurrent},
+        "runs": runs,
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(
-        f"POST {args.endpoint}: {result['image']} ({len(png)} bytes), model {result['model']}"
-        f" ({result['backend']}), {result['cpu_count']} CPUs"
+        f"POST {args.endpoint}: {result['image']} ({len(png)} bytes), model {runs[0]['model']}"
+        f" {runs[0]['model_version']} ({runs[0]['backend']}), {result['cpu_count']} CPUs"
     )
     columns = ("requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms")
-    header = f"{'run':<22}" + "".join(f"{name:>9}" for name in columns)
+    header = f"{'server (procs x threads)':<26}{'load':<11}" + "".join(f"{c:>9}" for c in columns)
     print(header)
     print("-" * len(header))
-    for label, row in (("1 client", single), (f"{args.clients} clients", concurrent)):
-        print(
-            f"{label:<22}{row['requests']:>9}{row['errors']:>8}{row['requests_per_s']:>9.1f}"
-            f"{row['p50_ms']:>9.2f}{row['p90_ms']:>9.2f}{row['p99_ms']:>9.2f}"
-        )
+    for run in runs:
+        label = f"{run['server']}" + (f" #{run['round']}" if args.rounds > 1 else "")
+        for load, row in (
+            ("1 client", run["single_client"]),
+            (f"{args.clients} clients", run["concurrent"]),
+        ):
+            print(
+                f"{label:<26}{load:<11}{row['requests']:>9}{row['errors']:>9}"
+                f"{row['requests_per_s']:>9.1f}{row['p50_ms']:>9.2f}{row['p90_ms']:>9.2f}"
+                f"{row['p99_ms']:>9.2f}"
+            )
     return 0
 
 

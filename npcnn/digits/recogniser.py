@@ -10,6 +10,13 @@ Data flows one way: bytes -> ``open_picture`` (safe decoding) -> ``to_mnist`` (o
 (``Sequential.inspect``): the saliency map and the first convolution block's feature maps, drawn
 by ``npcnn.digits.analysis`` exactly as the guide (docs/05) defines them.
 
+``Recogniser.read_digits`` reads a batch of pictures with one forward pass; a picture that cannot
+be read gets its own error in its place and the others are still read.
+
+Every answer names the model that gave it: ``"model": {"name": ..., "version": ...}``, where the
+version is the first 12 hex digits of the sha256 of the weights file's bytes (``model_version``),
+so two servers with the same version serve the very same weights.
+
 Bad input raises ``ImageError`` (cannot be decoded or used), ``NoInkError`` (nothing to recognise)
 or ``TooManyMarksError`` (a "number" of too many pieces), all ``npcnn.NpcnnError``s.
 """
@@ -19,10 +26,16 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import hashlib
 import io
 import logging
+import os
 import re
 import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,10 +45,11 @@ import npcnn
 from npcnn.digits import analysis
 from npcnn.digits.errors import ImageError, NoInkError
 from npcnn.digits.preprocess import decode_image, segment_digits, to_mnist
-from npcnn.errors import ConfigError
+from npcnn.errors import ConfigError, ModelFileError, NpcnnError
 
 LOW_CONFIDENCE = 0.6  # below this top probability the page says "not sure"
 MAX_DIGITS = 24  # a "number" with more separate marks than this is refused
+VERSION_DIGITS = 12  # hex digits of the weights' sha256 that name a model version
 
 log = logging.getLogger("npcnn.digits.recogniser")
 
@@ -108,6 +122,29 @@ def reading(image: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------- model identity
+def model_version(data: bytes) -> str:
+    """The version of the model saved as ``data`` (a weights file's bytes): the first 12 hex
+    digits of their sha256."""
+    return hashlib.sha256(data).hexdigest()[:VERSION_DIGITS]
+
+
+def parameters_version(model: npcnn.Sequential) -> str:
+    """A version for a model that has no file (built in memory): the sha256 of its parameters'
+    names, shapes and bytes, in order."""
+    digest = hashlib.sha256()
+    for name, array, _ in model.parameters():
+        digest.update(f"{name}{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:VERSION_DIGITS]
+
+
+# The stages of a request that ``Recogniser`` times for whoever watches (the app's metrics):
+# ``preprocess`` (bytes -> 28x28: decode, ink, framing or segmentation) and ``model`` (the
+# forward pass; for an explanation the forward and the backward pass).
+StageObserver = Callable[[str, float], None]
+
+
 # --------------------------------------------------------------------- the recogniser
 class Recogniser:
     """A trained model and what the app asks of it: read a digit, read a number, explain.
@@ -115,28 +152,82 @@ class Recogniser:
     ``predict`` runs in eval mode and only writes the layers' caches, never reads them, so it may
     run on many threads at once.  ``explain`` needs a backward pass (which reads those caches), so
     it runs on a private copy of the model, one request at a time, under a lock.
+
+    ``name`` and ``version`` say which model answers (``version``: ``model_version`` of the
+    weights file; without a file, ``parameters_version``).  ``observe(stage, seconds)``, when
+    given, is told how long each stage of each reading took (see ``StageObserver``).
     """
 
-    def __init__(self, model: npcnn.Sequential) -> None:
+    def __init__(
+        self,
+        model: npcnn.Sequential,
+        *,
+        version: str | None = None,
+        weights_file: str | None = None,
+        observe: StageObserver | None = None,
+    ) -> None:
         self.model = model
         self.explain_model = copy.deepcopy(model)
         self.explain_lock = threading.Lock()
+        self.observe = observe
+        metadata = model.metadata or {}
+        self.name = str(metadata.get("architecture_name") or metadata.get("name") or "custom")
+        self.version = version or parameters_version(model)
+        self.weights_file = weights_file
+        self.warmed_up = False
+        self._unobserved = threading.local()  # the warm-up's own stages are not reported
         try:
             self.feature_block: slice | None = analysis.first_conv_block(model)
         except ConfigError:  # no convolution: no feature maps to show
             self.feature_block = None
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **options: Any) -> Recogniser:
+        """The recogniser of the model saved at ``path``, its version taken from the file's
+        bytes.  A missing or bad file raises ``npcnn.errors.ModelFileError``."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise ModelFileError(f"cannot read the model file {path}: {error}") from None
+        model = npcnn.load(path)
+        return cls(model, version=model_version(data), weights_file=path.name, **options)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """``{"name", "version"}``: which model gave an answer (in every answer)."""
+        return {"name": self.name, "version": self.version}
+
     def warm_up(self) -> None:
-        """Compile the Numba kernels and fill caches now, not on the first user's request."""
+        """Compile the Numba kernels and fill caches now, not on the first user's request; check
+        that a prediction comes out as probabilities (``RuntimeError`` if not).  Afterwards
+        ``warmed_up`` is true."""
         stroke = np.zeros((28, 28), dtype=np.float32)
         stroke[8:20, 13:15] = 1.0
-        self.classify([stroke])
-        self.explain(stroke)
+        self._unobserved.active = True
+        try:
+            probabilities = np.asarray(self.classify([stroke])[0]["probabilities"])
+            if not (np.isfinite(probabilities).all() and abs(probabilities.sum() - 1.0) < 1e-3):
+                raise RuntimeError(f"the warm-up prediction is not probabilities: {probabilities}")
+            self.explain(stroke)
+        finally:
+            self._unobserved.active = False
+        self.warmed_up = True
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage ``name`` for ``observe`` (only when it succeeds)."""
+        started = time.perf_counter()
+        yield
+        if self.observe is not None and not getattr(self._unobserved, "active", False):
+            self.observe(name, time.perf_counter() - started)
 
     # ------------------------------------------------------------------ arrays
     def classify(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
-        """A reading of each (28, 28) image, all in one batch."""
-        probabilities = self.model.predict(np.stack(images)[:, None].astype(np.float32))
+        """A reading of each (28, 28) image, all in one batch: one ``model.predict``."""
+        batch = np.stack(images)[:, None].astype(np.float32)  # (N, 1, 28, 28)
+        with self._stage("model"):
+            probabilities = self.model.predict(batch)
         return [reading(image, p) for image, p in zip(images, probabilities, strict=True)]
 
     def explain(self, image: np.ndarray) -> dict[str, Any]:
@@ -147,7 +238,7 @@ class Recogniser:
         picture over the digit), and the feature maps of the first convolution block
         (``analysis.feature_maps_from``: after its BatchNorm and ReLU) tiled on one colour scale.
         """
-        with self.explain_lock:
+        with self.explain_lock, self._stage("model"):  # timed once it has the model
             seen = self.explain_model.inspect(image[None, None].astype(np.float32))
         answer = reading(image, npcnn.softmax(seen.logits)[0])
         strength = analysis.saliency_strength(seen.input_gradient[0, 0])
@@ -180,13 +271,43 @@ class Recogniser:
         }
 
     # ------------------------------------------------------------------ pictures as bytes
+    def prepare(self, data: bytes) -> np.ndarray:
+        """A picture of one digit -> the (28, 28) image the model reads (the ``preprocess``
+        stage)."""
+        with self._stage("preprocess"):
+            return to_mnist(open_picture(data))
+
     def read_digit(self, data: bytes) -> dict[str, Any]:
         """The reading of a picture of one digit."""
-        return self.classify([to_mnist(open_picture(data))])[0]
+        return {**self.classify([self.prepare(data)])[0], "model": self.identity}
+
+    def read_digits(
+        self, pictures: Sequence[bytes | NpcnnError]
+    ) -> list[dict[str, Any] | NpcnnError]:
+        """The reading of each picture of one digit, in order, with ONE forward pass for all.
+
+        A picture that cannot be read (an ``NpcnnError`` from preprocessing, or one given in
+        its place, e.g. bad base64) stays an ``NpcnnError`` in its place; the others are read.
+        """
+        prepared: list[np.ndarray | NpcnnError] = []
+        for picture in pictures:
+            if isinstance(picture, NpcnnError):
+                prepared.append(picture)
+                continue
+            try:
+                prepared.append(self.prepare(picture))
+            except NpcnnError as error:
+                prepared.append(error)
+        images = [item for item in prepared if isinstance(item, np.ndarray)]
+        readings = iter(self.classify(images) if images else [])
+        return [
+            {**next(readings), "model": self.identity} if isinstance(item, np.ndarray) else item
+            for item in prepared
+        ]
 
     def explain_digit(self, data: bytes) -> dict[str, Any]:
         """``explain`` for a picture of one digit."""
-        return self.explain(to_mnist(open_picture(data)))
+        return {**self.explain(self.prepare(data)), "model": self.identity}
 
     def read_number(self, data: bytes) -> dict[str, Any]:
         """A picture of several digits side by side, read left to right as one number.
@@ -194,8 +315,9 @@ class Recogniser:
         Each digit's reading has its ``box`` ``[x0, y0, x1, y1]`` in the pixels of the decoded
         picture, whose ``image_size`` is ``[width, height]``.
         """
-        picture = open_picture(data)
-        crops = segment_digits(picture)
+        with self._stage("preprocess"):
+            picture = open_picture(data)
+            crops = segment_digits(picture)
         if not crops:
             raise NoInkError("nothing to recognise: the image looks blank")
         if len(crops) > MAX_DIGITS:
@@ -211,6 +333,7 @@ class Recogniser:
             "digits": digits,
             "image_size": [picture.width, picture.height],
             "low_confidence": any(d["low_confidence"] for d in digits),
+            "model": self.identity,
         }
 
     def describe(self) -> dict[str, Any]:
@@ -218,7 +341,8 @@ class Recogniser:
         metadata = self.model.metadata or {}
         metrics = metadata.get("metrics") or {}
         return {
-            "name": metadata.get("architecture_name") or metadata.get("name") or "custom",
+            **self.identity,
+            "weights_file": self.weights_file,
             "parameters": int(self.model.parameter_count()),
             "test_accuracy": metrics.get("test_accuracy"),
             "layers": [layer.name for layer in self.model.layers],

@@ -2,120 +2,44 @@
 shipped model) real digits drawn every which way.
 
 The model is ``$NPCNN_TEST_WEIGHTS`` or the shipped ``weights/mnist_cnn.npz``.  Without either, the
-API tests run on a tiny random model saved to and loaded from a temporary file, and the accuracy
-tests skip.
+API tests run on a tiny random model saved to and loaded from a temporary file (conftest.py), and
+the accuracy tests skip.  Serving (probes, metrics, batches, shedding) is in test_serving.py,
+hostile bodies and formats in test_hostile.py, real server processes in test_server_process.py.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import json
-import os
 import struct
-import sys
 import threading
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
+from app_helpers import (
+    TRAINED,
+    assert_error,
+    decode_data_url_png,
+    draw_digit,
+    png_bytes,
+    post_file,
+)
 from digit_strokes import draw_strokes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import app as app_module
 import npcnn
 from npcnn.digits.preprocess import to_mnist
 from npcnn.digits.recogniser import LOW_CONFIDENCE
-from npcnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from npcnn.layers import Conv2D
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # app.py lives at the project's root, outside the package
-
-import app as app_module  # noqa: E402
-
-# The trained model: $NPCNN_TEST_WEIGHTS (e.g. a candidate) or the shipped one.
-TRAINED = Path(os.environ.get("NPCNN_TEST_WEIGHTS") or ROOT / "weights" / "mnist_cnn.npz")
 needs_trained_model = pytest.mark.skipif(
     not TRAINED.is_file(), reason=f"no trained model at {TRAINED} (weights/mnist_cnn.npz) yet"
 )
-
-
-# --------------------------------------------------------------------- fixtures, helpers
-
-
-@pytest.fixture(scope="module")
-def weights_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained model if there is one, else a tiny random one written to a temporary file."""
-    if TRAINED.is_file():
-        return TRAINED
-    model = npcnn.Sequential(
-        [Conv2D(1, 4, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(4 * 13 * 13, 10)],
-        input_shape=(1, 28, 28),
-        seed=3,
-    )
-    path = tmp_path_factory.mktemp("model") / "tiny.npz"
-    npcnn.save(
-        model, path, metadata={"architecture_name": "tiny-test", "metrics": {"test_accuracy": 0.1}}
-    )
-    return path
-
-
-@pytest.fixture(scope="module")
-def flask_app(weights_path: Path):
-    return app_module.create_app(weights_path)
-
-
-@pytest.fixture(scope="module")
-def model(flask_app):
-    return flask_app.extensions["npcnn"].model
-
-
-@pytest.fixture()
-def client(flask_app):
-    return flask_app.test_client()
-
-
-def png_bytes(image: Image.Image, format: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format)
-    return buffer.getvalue()
-
-
-def draw_digit(
-    digit: int,
-    size: int = 280,
-    box: tuple[float, float, float, float] = (0.3, 0.15, 0.7, 0.85),
-    width: float = 0.06,
-    ink: int | tuple[int, ...] = 0,
-    paper: int | tuple[int, ...] = 255,
-    mode: str = "L",
-) -> Image.Image:
-    """A drawing of ``digit`` inside ``box`` (fractions of the canvas), ink ``width`` x size."""
-    image = Image.new(mode, (size, size), paper)
-    draw_strokes(image, digit, box, width, ink)
-    return image
-
-
-def post_file(client, url: str, data: bytes, filename: str = "digit.png"):
-    return client.post(
-        url, data={"image": (io.BytesIO(data), filename)}, content_type="multipart/form-data"
-    )
-
-
-def decode_data_url_png(url: str) -> np.ndarray:
-    assert url.startswith("data:image/png;base64,")
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
-
-
-def assert_error(response, status: int) -> str:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json
-    message = response.get_json()["error"]
-    assert isinstance(message, str) and len(message) > 5
-    return message
 
 
 # --------------------------------------------------------------------- valid requests
