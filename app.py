@@ -35,7 +35,6 @@ Run it::
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import io
 import json
@@ -44,6 +43,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -67,7 +67,6 @@ from flask import (
     request,
 )
 from werkzeug.exceptions import HTTPException
-from werkzeug.exceptions import RequestTimeout as BodyTimeout
 
 import npcnn
 from npcnn.digits.errors import ImageError, NoInkError
@@ -84,7 +83,6 @@ MAX_FORM_PARTS = MAX_BATCH + 16  # multipart parts (files and fields); more -> 4
 MAX_JSON_STRUCTURE = 512
 HEAVY_LIMIT = 2  # heavy requests (explain, batch) running at once in one process
 RETRY_AFTER_SECONDS = 1
-BODY_TIMEOUT_SECONDS = 15.0  # the whole body must arrive within this (gunicorn; see BodyDeadline)
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=@-]{0,127}")
 
 log = logging.getLogger("npcnn.app")
@@ -239,13 +237,11 @@ def status_and_message(error: NpcnnError) -> tuple[int, str]:
 
 def error_answer(error: Exception) -> tuple[Response, int]:
     """Every error as JSON ``{"error": "..."}`` with its status: the app's one error handler."""
-    if isinstance(error, HTTPException):  # from werkzeug: 404, 405, 408, 413, malformed requests
+    if isinstance(error, HTTPException):  # from werkzeug: 404, 405, 413, a malformed request
         status = error.code or 500
         response = jsonify(error=http_message(error))
         if status == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)
-        if status == 408:  # the rest of the body may still come: the connection cannot go on
-            response.headers["Connection"] = "close"
         return response, status
     status, message = status_and_message(error) if isinstance(error, NpcnnError) else (500, "")
     if status == 500:
@@ -269,7 +265,6 @@ def http_message(error: HTTPException) -> str:
         400: "bad request",
         404: "not found",
         405: f"method {request.method} not allowed here",
-        408: "the request body did not arrive in time",
         413: (
             f"the request is too large (at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
             f" and {MAX_FORM_PARTS} multipart parts)"
@@ -523,58 +518,6 @@ def security_headers(response: Response) -> Response:
     return response
 
 
-class BodyDeadline:
-    """WSGI middleware: the whole request body must arrive within ``seconds``, or 408.
-
-    gunicorn's threaded workers read a body on the request's thread with a blocking socket and no
-    time limit, so a client that trickles its body a byte at a time would hold a thread (and a
-    heavy slot) for as long as it likes.  Here each read gets the socket timeout that is left
-    of the body's deadline.  Other servers (waitress reads whole bodies before calling the app;
-    Flask's own server is for development) pass through untouched.
-    """
-
-    def __init__(self, app: Callable, seconds: float) -> None:
-        self.app, self.seconds = app, seconds
-
-    def __call__(self, environ: dict, start_response: Callable) -> Any:
-        sock = environ.get("gunicorn.socket")
-        if sock is None or self.seconds <= 0:
-            return self.app(environ, start_response)
-        environ["wsgi.input"] = DeadlineStream(
-            environ["wsgi.input"], sock, time.monotonic() + self.seconds
-        )
-        try:
-            return self.app(environ, start_response)
-        finally:
-            sock.settimeout(None)  # the answer is written, and the next request read, as before
-
-
-class DeadlineStream:
-    """A request body stream whose reads raise ``BodyTimeout`` (408) past ``deadline``."""
-
-    def __init__(self, stream: Any, sock: Any, deadline: float) -> None:
-        self.stream, self.sock, self.deadline = stream, sock, deadline
-
-    def _call(self, method: Callable, *args: Any) -> Any:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise BodyTimeout()
-        self.sock.settimeout(left)
-        try:
-            return method(*args)
-        except TimeoutError:
-            raise BodyTimeout() from None
-
-    def read(self, *args: Any) -> bytes:
-        return self._call(self.stream.read, *args)
-
-    def readline(self, *args: Any) -> bytes:
-        return self._call(self.stream.readline, *args)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.readline, b"")
-
-
 # --------------------------------------------------------------------- pages and endpoints
 def current_recogniser() -> Recogniser:
     """The recogniser of the app that handles the current request."""
@@ -681,7 +624,6 @@ def create_app(
     *,
     warm_up: bool | str = True,
     heavy_limit: int | None = None,
-    body_timeout: float | None = None,
 ) -> Flask:
     """The app around ``model``, or around the model loaded once from ``weights_path``.
 
@@ -689,8 +631,6 @@ def create_app(
     ``"background"`` on a thread (``/livez`` answers at once, ``/readyz`` once it is done),
     ``False`` not at all (until ``app.extensions["npcnn.server"].warm_up()``).
     ``heavy_limit``: heavy requests at once (``$NPCNN_HEAVY_LIMIT``, default ``HEAVY_LIMIT``).
-    ``body_timeout``: seconds for a whole request body (``$NPCNN_BODY_TIMEOUT``, default
-    ``BODY_TIMEOUT_SECONDS``; gunicorn only, see ``BodyDeadline``).
 
     It sets the maths to one thread for the whole process (``npcnn.set_threads(1)``): one
     request works on one small image, so BLAS and Numba threads would only wait for each other
@@ -706,8 +646,6 @@ def create_app(
     metrics.model_info.labels(recogniser.name, recogniser.version).set(1)
     if heavy_limit is None:
         heavy_limit = int(os.environ.get("NPCNN_HEAVY_LIMIT") or HEAVY_LIMIT)
-    if body_timeout is None:
-        body_timeout = float(os.environ.get("NPCNN_BODY_TIMEOUT") or BODY_TIMEOUT_SECONDS)
     state = ServerState(recogniser, metrics, max(1, heavy_limit))
 
     app = Flask(__name__, root_path=str(HERE))
@@ -724,7 +662,6 @@ def create_app(
     app.before_request(start_request)
     app.after_request(finish_response)
     app.teardown_request(end_request)
-    app.wsgi_app = BodyDeadline(app.wsgi_app, body_timeout)  # type: ignore[method-assign]
     if warm_up == "background":
         state.warm_up_in_background()
     elif warm_up:
@@ -790,7 +727,7 @@ def serve_gunicorn(args: argparse.Namespace) -> None:
             options = {
                 "bind": f"{args.host}:{args.port}",
                 "workers": args.workers,
-                "worker_class": "gthread",
+                "worker_class": "gthread" if args.threads > 1 else "sync",
                 "threads": args.threads,
                 "timeout": 60,
                 "graceful_timeout": int(args.drain_seconds) + 30,
@@ -812,24 +749,101 @@ def serve_gunicorn(args: argparse.Namespace) -> None:
 
 
 def serve_waitress(args: argparse.Namespace) -> None:
-    """Serve with waitress: one process, ``args.threads`` threads.  On SIGTERM it stops being
-    ready, keeps serving for ``args.drain_seconds``, then exits."""
+    """Serve with waitress: ``args.workers`` processes of ``args.threads`` threads each.
+
+    One process serves on its own.  Several share one listening socket, opened here and handed
+    to each (``waitress_process``, started fresh by ``multiprocessing``'s spawn); this process
+    only watches them (``supervise``), and the metrics of all of them are in one ``/metrics``.
+    """
+    if args.workers == 1:
+        waitress_process(args)
+        return
+    listener = socket.create_server((args.host, args.port), backlog=2048)
+    with multiprocess_metrics_dir():
+        supervise(listener, args)
+
+
+def waitress_process(args: argparse.Namespace, listener: socket.socket | None = None) -> None:
+    """One waitress process: the app (warmed up in the background: ``/livez`` at once,
+    ``/readyz`` when warm) on ``listener``, or on ``args.host:args.port``.  On SIGTERM it stops
+    being ready, keeps serving for ``args.drain_seconds``, then closes."""
     from waitress import create_server
 
+    if listener is not None:  # a fresh interpreter started by ``supervise``
+        logging.basicConfig(level=logging.INFO, handlers=[log_handler()])
     app = create_app(args.weights, warm_up="background")
-    server = create_server(app, host=args.host, port=args.port, threads=args.threads, ident="npcnn")
+    where = {"sockets": [listener]} if listener else {"host": args.host, "port": args.port}
+    server = create_server(app, threads=args.threads, ident="npcnn", **where)
+
+    state: ServerState = app.extensions["npcnn.server"]
 
     def drain_then_stop(signum: int, frame: Any) -> None:
-        app.extensions["npcnn.server"].begin_drain()
-        threading.Timer(args.drain_seconds, _thread.interrupt_main).start()
+        if not state.draining and args.drain_seconds > 0:  # the SIGTERM: drain, then stop
+            state.begin_drain()
+            threading.Timer(args.drain_seconds, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            return
+        state.begin_drain()
+        raise SystemExit(0)  # ends waitress's loop (in this, the main thread)
 
     signal.signal(signal.SIGTERM, drain_then_stop)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        server.run()  # returns on SystemExit or KeyboardInterrupt
     finally:
         server.close()
+
+
+def supervise(listener: socket.socket, args: argparse.Namespace) -> None:
+    """Keep ``args.workers`` waitress processes serving on ``listener``: start them, start a new
+    one when one dies (unless they keep dying at start), and on SIGTERM or SIGINT pass SIGTERM
+    on (each drains, see ``waitress_process``) and wait for them."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    from prometheus_client import multiprocess
+
+    spawn = multiprocessing.get_context("spawn")
+    workers: dict[int, tuple[Any, float]] = {}  # pid -> (process, start time)
+    stopping = threading.Event()
+    quick_deaths = 0
+
+    def start_one() -> None:
+        process = spawn.Process(target=waitress_process, args=(args, listener), name="npcnn")
+        process.start()
+        workers[process.pid] = (process, time.monotonic())
+        log.info("started worker %d", process.pid)
+
+    def stop(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(args.workers):
+        start_one()
+    while not stopping.is_set():
+        wait([process.sentinel for process, _ in workers.values()], timeout=0.5)
+        for pid, (process, started) in list(workers.items()):
+            if process.is_alive() or stopping.is_set():
+                continue
+            del workers[pid]
+            multiprocess.mark_process_dead(pid)  # its in-flight gauge goes; its counts stay
+            log.warning("worker %d exited with %s", pid, process.exitcode)
+            quick_deaths = quick_deaths + 1 if time.monotonic() - started < 10 else 0
+            if quick_deaths >= 3 * args.workers:
+                log.error("the workers keep dying as they start: stopping")
+                stopping.set()
+                break
+            start_one()
+    for process, _ in workers.values():
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.drain_seconds + 30
+    for pid, (process, _) in workers.items():
+        process.join(max(0.1, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+        multiprocess.mark_process_dead(pid)
+    listener.close()
 
 
 # --------------------------------------------------------------------- command line
@@ -847,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server",
         choices=("gunicorn", "waitress"),
-        default=env("NPCNN_SERVER", "gunicorn"),
+        default=env("NPCNN_SERVER", "waitress"),
         help="with --production: gunicorn (several processes, the default) or waitress (one)",
     )
     parser.add_argument(
@@ -885,7 +899,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         serve_gunicorn(args)
     elif args.production:
-        print(f"npcnn app (waitress, {args.threads} threads) on {url}", flush=True)
+        print(
+            f"npcnn app (waitress, {args.workers} processes x {args.threads} threads) on {url}",
+            flush=True,
+        )
         serve_waitress(args)
     else:
         app = create_app(args.weights)
