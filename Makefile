@@ -17,9 +17,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 install: $(VENV)/.installed
 
-# Serve the app with a production WSGI server (waitress).
+# Serve the app in production: waitress in one process per core (WORKERS=N to choose), one
+# /metrics for all of them (its PROMETHEUS_MULTIPROC_DIR is made and removed by app.py).
 run: install
-	$(PY) app.py --production --host $(HOST) --port $(PORT)
+	$(PY) app.py --production --host $(HOST) --port $(PORT) --workers $(or $(WORKERS),0)
 
 # Serve the app with Flask's development server (auto-reload, debugger off).
 dev: install

@@ -380,7 +380,8 @@
     } catch {
       data = { error: `The server answered ${response.status} without a readable reason.` };
     }
-    return { ok: response.ok, status: response.status, data };
+    const retryAfter = Number(response.headers.get("Retry-After")) || 1;
+    return { ok: response.ok, status: response.status, data, retryAfter };
   }
 
   // ---------------------------------------------------------------- live prediction
@@ -586,6 +587,8 @@
   // ---------------------------------------------------------------- explanation panel
 
   let explainTimer = null;
+  let explainRetries = 0;
+  const MAX_EXPLAIN_RETRIES = 3;
   let explainGeneration = -1;
 
   function clearExplain() {
@@ -620,6 +623,15 @@
       const answer = await postImage("/api/explain", exported);
       const stillCurrent = myGeneration === generation && myCount === items.length + (items.at(-1)?.points?.length || 0);
       if (!stillCurrent) return;
+      if (answer.status === 503 && explainRetries < MAX_EXPLAIN_RETRIES) {
+        // The server sheds heavy requests when it is busy: ask again when it says to.
+        explainRetries += 1;
+        el.explainStatus.textContent = "The server is busy: trying again in a moment…";
+        clearTimeout(explainTimer);
+        explainTimer = setTimeout(explainNow, Math.min(answer.retryAfter, 10) * 1000);
+        return;
+      }
+      explainRetries = 0;
       if (!answer.ok) {
         clearExplain();
         el.explainStatus.textContent = answer.status === 422 ? "Draw a digit to see what the network looks at." : answer.data.error;

@@ -252,6 +252,56 @@ def test_explanation_panel_shows_saliency_and_feature_maps(page) -> None:
     assert size[0] > 50 and size[1] > 20
 
 
+def test_a_busy_server_is_asked_again_for_the_explanation(page, console) -> None:
+    """The server sheds heavy requests with 503 and Retry-After: the page waits and asks again."""
+    console.allow("status of 503")
+    answered = []
+
+    def busy_once(route) -> None:
+        if not answered:
+            answered.append(503)
+            route.fulfill(
+                status=503,
+                headers={"Retry-After": "1"},
+                json={"error": "the server is busy: try again in 1 s"},
+            )
+        else:
+            answered.append(200)
+            route.continue_()
+
+    page.route("**/api/explain", busy_once)
+    draw_with_mouse(page, 3)
+    expect_digit(page, 3)
+    page.click("#explain-panel summary")
+    expect(page.locator("#explain-status")).to_contain_text("busy", timeout=TIMEOUT)
+    expect(page.locator("#saliency")).to_have_attribute("src", DATA_PNG, timeout=TIMEOUT)
+    expect(page.locator("#explain-status")).to_contain_text("filters")
+    assert answered[:2] == [503, 200]
+
+
+def test_the_page_works_under_its_content_security_policy(browser, app_url) -> None:
+    """The served policy forbids inline script and style: no violation while the page is used."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.add_init_script(
+        """window.violations = [];
+        document.addEventListener('securitypolicyviolation',
+            (e) => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));"""
+    )
+    response = page.goto(app_url + "/")
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "unsafe-inline" not in policy
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-request-id"]
+    page.wait_for_function("() => document.getElementById('canvas').width > 64")
+    draw_with_mouse(page, 6)
+    expect_digit(page, 6)
+    page.click("#explain-panel summary")
+    expect(page.locator("#saliency")).to_have_attribute("src", DATA_PNG, timeout=TIMEOUT)
+    assert page.evaluate("window.violations") == []
+    context.close()
+
+
 def test_screenshots_helper_writes_all_four_views(browser, app_url, tmp_path) -> None:
     from screenshots import take_screenshots
 
