@@ -28,9 +28,15 @@ the next one gets 503 with ``Retry-After`` at once instead of waiting in a growi
 
 Run it::
 
-    python app.py [--host 127.0.0.1] [--port 5000] [--weights PATH]           # development
-    python app.py --production [--workers N] [--threads T]                     # gunicorn
-    python app.py --production --server waitress [--threads T]                # one process
+    python app.py [--host 127.0.0.1] [--port 5000] [--weights PATH]      # development
+    python app.py --production [--workers N] [--threads T]                # waitress, N processes
+    python app.py --production --server gunicorn [--workers N]           # behind a proxy only
+
+waitress is the production server: it reads every request on its own I/O thread and hands only
+whole requests to the app's threads, so slow clients cannot hold them (gunicorn's threaded
+workers read requests on the app's threads: a dozen slow clients stop two workers dead; it needs
+a buffering proxy such as nginx in front).  Several waitress processes share one listening socket
+(``serve_waitress``), which gives all cores the same requests per second as gunicorn.
 """
 
 from __future__ import annotations
@@ -301,6 +307,8 @@ class ServerState:
             self.warm_up_error = f"{type(error).__name__}: {error}"
             log.exception("the warm-up prediction failed: this process will never be ready")
             raise
+        if not self.draining:
+            self.metrics.ready.set(1)
         log.info("model %s version %s ready", self.recogniser.name, self.recogniser.version)
 
     def warm_up_in_background(self) -> threading.Thread:
@@ -317,6 +325,7 @@ class ServerState:
     def begin_drain(self) -> None:
         """The process is shutting down: ``/readyz`` answers 503 from now on."""
         self.draining = True
+        self.metrics.ready.set(0)
 
     def readiness(self) -> tuple[bool, str]:
         if self.draining:
@@ -357,7 +366,7 @@ def no_slot() -> Iterator[None]:
 class Metrics:
     """The server's Prometheus metrics (``prometheus-client``).
 
-    With several worker processes (gunicorn) each process writes its values to memory-mapped
+    With several worker processes each process writes its values to memory-mapped
     files in ``$PROMETHEUS_MULTIPROC_DIR`` and ``/metrics``, served by any one of them, adds all
     the processes' files up: counts are exact for the whole server.  Without that variable the
     values live in this process, in a registry of this app's own (several apps may live in one
@@ -414,6 +423,12 @@ class Metrics:
             "Pictures per /api/predict_batch request",
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=registry,
+        )
+        self.ready = prometheus.Gauge(
+            "npcnn_workers_ready",
+            "Worker processes ready to serve (warmed up, not shutting down)",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.model_info = prometheus.Gauge(
             "npcnn_model_info",
@@ -742,7 +757,7 @@ def serve_gunicorn(args: argparse.Namespace) -> None:
                     self.cfg.set(key, value)
 
         def load(self) -> Flask:
-            return create_app(args.weights, warm_up="background")
+            return create_app(args.weights, warm_up="background", heavy_limit=args.heavy_limit)
 
     with multiprocess_metrics_dir():
         Server().run()
@@ -771,7 +786,7 @@ def waitress_process(args: argparse.Namespace, listener: socket.socket | None = 
 
     if listener is not None:  # a fresh interpreter started by ``supervise``
         logging.basicConfig(level=logging.INFO, handlers=[log_handler()])
-    app = create_app(args.weights, warm_up="background")
+    app = create_app(args.weights, warm_up="background", heavy_limit=args.heavy_limit)
     where = {"sockets": [listener]} if listener else {"host": args.host, "port": args.port}
     server = create_server(app, threads=args.threads, ident="npcnn", **where)
 
@@ -856,25 +871,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--production",
         action="store_true",
-        help="serve with a production WSGI server (gunicorn; see --server)",
+        help="serve with a production WSGI server (waitress in --workers processes)",
     )
     parser.add_argument(
         "--server",
         choices=("gunicorn", "waitress"),
         default=env("NPCNN_SERVER", "waitress"),
-        help="with --production: gunicorn (several processes, the default) or waitress (one)",
+        help="with --production: waitress (the default) or gunicorn (behind a proxy only)",
     )
     parser.add_argument(
         "--workers",
         type=int,
         default=int(env("NPCNN_WORKERS") or 0),
-        help="gunicorn worker processes (default 0: one per core)",
+        help="worker processes (default 0: one per core)",
     )
     parser.add_argument(
         "--threads",
         type=int,
         default=int(env("NPCNN_THREADS") or 0),
-        help="threads per process (default: 2 per gunicorn worker, 4 for waitress)",
+        help="threads per process (default 4)",
+    )
+    parser.add_argument(
+        "--heavy-limit",
+        type=int,
+        default=int(env("NPCNN_HEAVY_LIMIT") or HEAVY_LIMIT),
+        help="heavy requests (explain, batch) at once per process; more get 503 + Retry-After",
     )
     parser.add_argument(
         "--drain-seconds",
@@ -884,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.workers = args.workers or os.cpu_count() or 1
-    args.threads = args.threads or (2 if args.server == "gunicorn" else 4)
+    args.threads = args.threads or 4
     try:
         load_model(args.weights)  # a missing or bad file is said now, not by every worker
     except ModelFileError as error:
@@ -905,7 +926,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         serve_waitress(args)
     else:
-        app = create_app(args.weights)
+        app = create_app(args.weights, heavy_limit=args.heavy_limit)
         print(f"npcnn app (Flask development server) on {url}", flush=True)
         app.run(host=args.host, port=args.port, debug=False, threaded=True)
     return 0

@@ -14,7 +14,7 @@ multipart/form-data, like the page does.  Prints a table, or JSON with ``--json`
 the drift of a shared machine hits all of them), one table row per server and load::
 
     python benchmarks/bench_server.py [--clients 8] [--requests 200] [--weights PATH] [--json]
-    python benchmarks/bench_server.py --server gunicorn --workers 2 --threads 2
+    python benchmarks/bench_server.py --server waitress --workers 2 --threads 4
     python benchmarks/bench_server.py --compare waitress:1x4 gunicorn:1x2 gunicorn:2x2 --rounds 2
     python benchmarks/bench_server.py --url http://127.0.0.1:5000   # an already running server
 
@@ -29,6 +29,7 @@ import http.client
 import io
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -104,8 +105,6 @@ class ServerSpec(NamedTuple):
             ) from None
         if server not in ("gunicorn", "waitress") or workers < 1 or threads < 1:
             raise argparse.ArgumentTypeError(f"bad server {text!r}")
-        if server == "waitress" and workers != 1:
-            raise argparse.ArgumentTypeError("waitress serves from one process: waitress:1xT")
         return cls(server, workers, threads)
 
     def __str__(self) -> str:
@@ -116,8 +115,8 @@ def start_server(
     weights: str | None, spec: ServerSpec, log: IO[bytes]
 ) -> tuple[subprocess.Popen, str]:
     """Start ``app.py --production`` (its output goes to ``log``, a file: a pipe nobody reads
-    would fill up and stall the server) and wait until it is ready: ``/readyz`` 200 three times
-    per worker in a row (each worker warms up on its own)."""
+    would fill up and stall the server) and wait until every worker is ready (each warms up on
+    its own): ``/metrics`` counts them in ``npcnn_workers_ready``."""
     port = free_port()
     command = [
         sys.executable,
@@ -139,21 +138,20 @@ def start_server(
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    ready_in_a_row = 0
-    while time.monotonic() < deadline and ready_in_a_row < 3 * spec.workers:
+    while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
             raise SystemExit(f"the server exited:\n{log.read().decode(errors='replace')}")
         try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
-                ready_in_a_row += response.status == 200
-        except OSError:  # refused while starting, or 503 while warming up
-            ready_in_a_row = 0
-            time.sleep(0.2)
-    if ready_in_a_row < 3 * spec.workers:
-        stop_server(process)
-        raise SystemExit("the server was not ready within 120 s")
-    return process, url
+            with urllib.request.urlopen(url + "/metrics", timeout=2) as response:
+                ready = re.search(rb"^npcnn_workers_ready (\S+)$", response.read(), re.M)
+            if ready and float(ready[1]) >= spec.workers:
+                return process, url
+        except OSError:  # refused while starting
+            pass
+        time.sleep(0.2)
+    stop_server(process)
+    raise SystemExit("the server was not ready within 120 s")
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -303,9 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single", type=int, default=200, help="sequential single-client requests")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--max-seconds", type=float, default=60.0, help="cap of the concurrent run")
-    parser.add_argument("--server", choices=("gunicorn", "waitress"), default="gunicorn")
+    parser.add_argument("--server", choices=("gunicorn", "waitress"), default="waitress")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
-    parser.add_argument("--threads", type=int, default=2, help="threads per process")
+    parser.add_argument("--threads", type=int, default=4, help="threads per process")
     parser.add_argument(
         "--compare",
         nargs="+",
@@ -321,8 +319,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.clients < 1 or args.requests < 1 or args.single < 1 or args.rounds < 1:
         parser.error("--clients, --requests, --single and --rounds must be at least 1")
-    if args.server == "waitress" and not args.compare:
-        args.workers = 1
     specs = args.compare or [ServerSpec(args.server, args.workers, args.threads)]
     if args.url:
         specs, args.rounds = [None], 1

@@ -40,7 +40,9 @@ def test_readyz_is_503_before_the_warm_up_and_200_after(weights_path: Path) -> N
     assert response.headers["Retry-After"] == "1"
     assert client.get("/api/health").get_json()["ready"] is False
 
+    assert metric_value(scrape(client), "npcnn_workers_ready") == 0
     app.extensions["npcnn.server"].warm_up()
+    assert metric_value(scrape(client), "npcnn_workers_ready") == 1
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.get_json()["status"] == "ready"
@@ -54,6 +56,7 @@ def test_readyz_is_503_while_shutting_down_and_livez_still_200(weights_path: Pat
     assert client.get("/readyz").status_code == 200
     app.extensions["npcnn.server"].begin_drain()
     assert "shutting down" in assert_error(client.get("/readyz"), 503)
+    assert metric_value(scrape(client), "npcnn_workers_ready") == 0
     assert client.get("/livez").status_code == 200
     assert post_file(client, "/api/predict", png_bytes(draw_digit(1))).status_code == 200
 
