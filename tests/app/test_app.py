@@ -183,7 +183,9 @@ def test_explain_returns_saliency_and_first_conv_feature_maps(client, flask_app,
     assert grid.shape == (rows * (h + 1) - 1, columns * (w + 1) - 1, 3)
 
 
-def test_concurrent_predictions_and_explanations_agree_with_sequential_ones(flask_app) -> None:
+def test_concurrent_predictions_and_explanations_agree_with_sequential_ones(weights_path) -> None:
+    # room for all four threads' explanations at once (load shedding is tested in test_serving)
+    flask_app = app_module.create_app(weights_path, heavy_limit=4)
     images = [png_bytes(draw_digit(d)) for d in range(10)]
     client = flask_app.test_client()
     expected = [
@@ -197,7 +199,11 @@ def test_concurrent_predictions_and_explanations_agree_with_sequential_ones(flas
         for i in range(10):
             k = (i + offset) % 10
             if k == 0:
-                got = post_file(c, "/api/explain", images[0]).get_json()["saliency_values"]
+                answer = post_file(c, "/api/explain", images[0])
+                if answer.status_code != 200:
+                    failures.append(f"explain answered {answer.status_code}")
+                    continue
+                got = answer.get_json()["saliency_values"]
                 if not np.allclose(got, expected_saliency, atol=1e-4):
                     failures.append("explain differs")
             body = post_file(c, "/api/predict", images[k]).get_json()
