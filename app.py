@@ -788,7 +788,17 @@ def waitress_process(args: argparse.Namespace, listener: socket.socket | None = 
         logging.basicConfig(level=logging.INFO, handlers=[log_handler()])
     app = create_app(args.weights, warm_up="background", heavy_limit=args.heavy_limit)
     where = {"sockets": [listener]} if listener else {"host": args.host, "port": args.port}
-    server = create_server(app, threads=args.threads, ident="npcnn", **where)
+    server = create_server(
+        app,
+        threads=args.threads,
+        ident="npcnn",
+        # Slow clients cost a socket here, not a thread: allow many (poll(), not select()'s 1024
+        # descriptors), and drop one that sends nothing for 30 s.
+        connection_limit=1000,
+        asyncore_use_poll=True,
+        channel_timeout=30,
+        **where,
+    )
 
     state: ServerState = app.extensions["npcnn.server"]
 
