@@ -96,7 +96,7 @@ def test_labels_digits_and_non_digits_are_disjoint(digits, others):
 
 @needs_fonts
 def test_every_style_is_there():
-    data = synth.synthetic_digits(1200, seed=1, cache=False)
+    data = synth.synthetic_digits(300, seed=1, font_fraction=0.2, cache=False)
     styles = set(data.styles)
     assert "font" in styles
     for style in synth.STROKE_STYLES:
@@ -106,7 +106,7 @@ def test_every_style_is_there():
         assert style in synth.STROKE_STYLES
         label = synth._STROKE_DIGITS[style][0]
         assert (data.labels[data.styles == f"stroke:{style}"] == label).all()
-    others = synth.non_digits(800, seed=1, cache=False)
+    others = synth.non_digits(300, seed=1, font_fraction=0.3, cache=False)
     assert {"font:letter", "font:symbol", *synth.SHAPE_STYLES} <= set(others.styles)
 
 
