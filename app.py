@@ -87,7 +87,7 @@ MAX_FORM_PARTS = MAX_BATCH + 16  # multipart parts (files and fields); more -> 4
 # Brackets, braces and commas in a JSON body: a bound on its nesting and its number of values,
 # checked before parsing (a 64-picture batch of data URLs has about 130).
 MAX_JSON_STRUCTURE = 512
-HEAVY_LIMIT = 2  # heavy requests (explain, batch) running at once in one process
+HEAVY_LIMIT = 2  # heavy requests at once per process (the command line: half the threads)
 RETRY_AFTER_SECONDS = 1
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=@-]{0,127}")
 
@@ -904,8 +904,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--heavy-limit",
         type=int,
-        default=int(env("NPCNN_HEAVY_LIMIT") or HEAVY_LIMIT),
-        help="heavy requests (explain, batch) at once per process; more get 503 + Retry-After",
+        default=int(env("NPCNN_HEAVY_LIMIT") or 0),
+        help="heavy requests (explain, batch) at once per process; more get 503 + Retry-After"
+        " (default 0: half the threads, so that the other half keeps serving light requests)",
     )
     parser.add_argument(
         "--drain-seconds",
@@ -916,6 +917,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.workers = args.workers or os.cpu_count() or 1
     args.threads = args.threads or 4
+    args.heavy_limit = args.heavy_limit or max(1, args.threads // 2)
     try:
         load_model(args.weights)  # a missing or bad file is said now, not by every worker
     except ModelFileError as error:
