@@ -13,6 +13,9 @@ Endpoints (all answers are JSON but the page and ``/metrics``; every bad input i
                                or JSON ``{"images": [...]}``), read with one forward pass
 - ``POST /api/explain``        one digit, its saliency map and the first convolution block's
                                feature maps
+- ``POST /api/feedback``       a correction: the picture (``image``) and its true ``label`` (0-9
+                               or ``none``) -> 201 ``{"id", "undo_token", ...}`` once stored
+- ``DELETE /api/feedback/<id>`` undo a correction within ``UNDO_SECONDS`` (with its undo token)
 - ``GET  /api/health``         status and a description of the model
 - ``GET  /livez``              200 while the process answers
 - ``GET  /readyz``             200 once the model is loaded and warmed up; 503 before and while
@@ -44,6 +47,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -54,6 +58,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, render_templ
 
 import npcnn
 from npcnn.digits.recogniser import Recogniser
+from npcnn.digits.web.corrections import Corrections
 from npcnn.digits.web.hooks import end_request, finish_response, log_handler, start_request
 from npcnn.digits.web.limits import HEAVY_LIMIT, ServerState, heavy_slot, no_slot, server_state
 from npcnn.digits.web.metrics import Metrics
@@ -174,6 +179,23 @@ def predict_batch() -> Response:
     )
 
 
+@site.post("/api/feedback")
+def feedback() -> tuple[Response, int]:
+    """A user's correction, stored: 201 ``{"id", "undo_token", ...}`` only once committed."""
+    return jsonify(corrections().add_from_request()), 201
+
+
+@site.delete("/api/feedback/<int:correction_id>")
+def undo_feedback(correction_id: int) -> tuple[str, int]:
+    """Undo a correction within its window, with its undo token: 204."""
+    corrections().undo_from_request(correction_id)
+    return "", 204
+
+
+def corrections() -> Corrections:
+    return current_app.extensions["npcnn.corrections"]
+
+
 # --------------------------------------------------------------------- the app
 def load_model(weights_path: str | os.PathLike[str] | None = None) -> npcnn.Sequential:
     """The model in ``weights_path``, ``$NPCNN_WEIGHTS`` or ``weights/mnist_cnn.npz``.
@@ -198,6 +220,9 @@ def create_app(
     *,
     warm_up: bool | str = True,
     heavy_limit: int | None = None,
+    database_url: str | None = None,
+    feedback_per_minute: float | None = None,
+    feedback_burst: int | None = None,
 ) -> Flask:
     """The app around ``model``, or around the model loaded once from ``weights_path``.
 
@@ -205,6 +230,9 @@ def create_app(
     ``"background"`` on a thread (``/livez`` answers at once, ``/readyz`` once it is done),
     ``False`` not at all (until ``app.extensions["npcnn.server"].warm_up()``).
     ``heavy_limit``: heavy requests at once (``$NPCNN_HEAVY_LIMIT``, default ``HEAVY_LIMIT``).
+    ``database_url``: the corrections database (default ``$NPCNN_DATABASE_URL``, else a SQLite
+    file), opened on the first correction; ``feedback_per_minute``/``feedback_burst``: the
+    per-client rate limit of corrections (``$NPCNN_FEEDBACK_PER_MINUTE``, ``$NPCNN_FEEDBACK_BURST``).
 
     It sets the maths to one thread for the whole process (``npcnn.set_threads(1)``): one
     request works on one small image, so BLAS and Numba threads would only wait for each other
@@ -231,6 +259,9 @@ def create_app(
     )
     app.extensions["npcnn"] = recogniser
     app.extensions["npcnn.server"] = state
+    app.extensions["npcnn.corrections"] = Corrections(
+        recogniser, database_url, per_minute=feedback_per_minute, burst=feedback_burst
+    )
     app.register_blueprint(site)
     app.register_error_handler(Exception, error_answer)
     app.before_request(start_request)
@@ -302,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, handlers=[log_handler()])
+    # One secret for the undo tokens of every worker process (an undo may reach another one).
+    os.environ.setdefault("NPCNN_UNDO_SECRET", secrets.token_hex(32))
     url = f"http://{args.host}:{args.port}/"
     if args.production and args.server == "gunicorn":
         print(

@@ -451,6 +451,18 @@ class FeedbackStore:
             raise self._unavailable(error) from error
         return int(row_id)
 
+    def delete(self, row_id: int) -> bool:
+        """Delete the correction ``row_id`` (an undo); whether it existed.  Committed on return."""
+        if isinstance(row_id, bool) or not isinstance(row_id, (int, np.integer)):
+            raise FeedbackError(f"a correction id is a whole number, got {row_id!r}")
+        self.ensure_schema()
+        try:
+            with self._writer.begin() as conn:
+                deleted = conn.execute(corrections.delete().where(corrections.c.id == int(row_id)))
+                return deleted.rowcount > 0
+        except _UNAVAILABLE as error:
+            raise self._unavailable(error) from error
+
     def prune(self, days: float | None = None) -> int:
         """Delete corrections older than ``days`` (default: ``retention_days()``); how many.
 

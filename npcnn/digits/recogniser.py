@@ -336,6 +336,31 @@ class Recogniser:
             "model": self.identity,
         }
 
+    def read_for_correction(self, data: bytes, index: int | None = None) -> dict[str, Any]:
+        """What the model read in a picture a user corrects, recomputed here from the bytes:
+        ``{"image": (28, 28) model input, "predicted": 0-9 or "none", "confidence": float}``.
+
+        ``index`` picks one digit of a picture of a number (0: the leftmost), segmented exactly
+        as ``read_number`` does; ``IndexError``-like ``ImageError`` when there is no such digit.
+        """
+        if index is None:
+            image = self.prepare(data)
+        else:
+            with self._stage("preprocess"):
+                crops = segment_digits(open_picture(data))
+            if not crops:
+                raise NoInkError("nothing to recognise: the image looks blank")
+            if not 0 <= index < len(crops):
+                raise ImageError(f"no digit {index} in this picture: it holds {len(crops)}")
+            image = crops[index].image
+        answer = self.classify([image])[0]
+        digit = answer["digit"]
+        return {
+            "image": image,
+            "predicted": "none" if digit >= 10 else digit,
+            "confidence": answer["confidence"],
+        }
+
     def describe(self) -> dict[str, Any]:
         """The model in a few words, for ``/api/health`` and the page's footer."""
         metadata = self.model.metadata or {}

@@ -51,6 +51,14 @@ class Overloaded(NpcnnError):
     """Every heavy-request slot of this process is taken: try again shortly (503)."""
 
 
+class UndoRefused(NpcnnError):
+    """An undo without the correction's valid undo token, or after its window (403)."""
+
+
+class CorrectionNotFound(NpcnnError):
+    """No correction with this id (404)."""
+
+
 class RateLimited(NpcnnError):
     """Too many requests from one client: try again after ``retry_after`` seconds (429)."""
 
@@ -73,6 +81,8 @@ ERROR_STATUS: tuple[tuple[type[NpcnnError], int], ...] = (
     (FeedbackError, 400),  # a bad correction: nothing stored
     (StoreUnavailable, 503),  # the corrections database is down
     (RateLimited, 429),
+    (UndoRefused, 403),
+    (CorrectionNotFound, 404),
 )
 
 
