@@ -11,6 +11,9 @@
  *    upload or mode switch) is dropped.
  * 3. Uploads by file picker, drag-and-drop and paste; the original file goes to the server.
  * 4. Number mode (several digits), and the "what the network looks at" panel.
+ * 5. Corrections: "Wrong? It was: 0 … 9 / not a digit" after an answer, by a tap or a key
+ *    (0-9, N), for the digit or, in number mode, the selected digit; sent with the very picture
+ *    that was read (the server recomputes what the model saw); a thank-you and Undo for a while.
  */
 "use strict";
 
@@ -19,6 +22,7 @@
   const EXPORT_SIZE = 280; // the drawing is sent to the server as a 280 x 280 PNG
   const LIVE_DELAY_MS = 150;
   const EXPLAIN_DELAY_MS = 250;
+  const UNDO_VISIBLE_MS = 8000; // how long the Undo of a correction stays on offer
 
   const $ = (id) => document.getElementById(id);
   const canvas = $("canvas");
@@ -46,6 +50,11 @@
     featureMaps: $("feature-maps"),
     explainStatus: $("explain-status"),
     modelInfo: $("model-info"),
+    feedback: $("feedback"),
+    feedbackPrompt: $("feedback-prompt"),
+    feedbackLabels: $("feedback-labels"),
+    feedbackStatus: $("feedback-status"),
+    feedbackUndo: $("feedback-undo"),
   };
   const blankImage = el.preview.src;
   const maxUploadBytes = Number(document.body.dataset.maxUploadBytes) || 8 * 1024 * 1024;
@@ -241,6 +250,15 @@
     const typing = target instanceof HTMLElement && (target.isContentEditable || /^(TEXTAREA|SELECT)$/.test(target.tagName) ||
       (target.tagName === "INPUT" && !/^(checkbox|file|button)$/.test(target.type)));
     if (typing) return;
+    const inInput = target instanceof HTMLElement && /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName);
+    if (!inInput && !event.ctrlKey && !event.metaKey && !event.altKey && !el.feedback.hidden) {
+      const key = event.key.toLowerCase();
+      if (/^[0-9]$/.test(key) || key === "n") {
+        event.preventDefault();
+        sendCorrection(key === "n" ? "none" : key);
+        return;
+      }
+    }
     if ((event.ctrlKey || event.metaKey) && !event.shiftKey && event.key.toLowerCase() === "z") {
       event.preventDefault();
       undo();
@@ -421,6 +439,7 @@
       const current = myGeneration === generation && myNumber > appliedCount && items.length > 0;
       if (current) {
         appliedCount = myNumber;
+        if (answer.ok) offerCorrection(exported, numberMode);
         if (!answer.ok) showProblem(answer.status, answer.data.error);
         else if (numberMode) showNumber(answer.data, exported);
         else showDigit(answer.data);
@@ -473,6 +492,8 @@
     setBars(null);
     setPreview(null, "Nothing drawn yet");
     clearExplain();
+    el.feedback.hidden = true;
+    shown = null;
   }
 
   function showProblem(status, message) {
@@ -542,6 +563,11 @@
     Array.from(el.numberDigits.children).forEach((li, i) => {
       li.querySelector("button").setAttribute("aria-pressed", String(i === index));
     });
+    Array.from(el.boxes.children).forEach((box, i) => box.classList.toggle("selected", i === index));
+    if (shown && shown.numberMode) {
+      shown.index = index;
+      el.feedbackPrompt.textContent = `Wrong? Digit ${index + 1} (read as ${d.digit}) was:`;
+    }
   }
 
   function showNumber(data, exported) {
@@ -580,9 +606,106 @@
     });
     el.numberDigits.replaceChildren(...chips);
     placeBoxes(digits, data.image_size, exported);
+    el.boxes.querySelectorAll(".digit-box span").forEach((span, i) =>
+      span.addEventListener("click", () => selectNumberDigit(data, i)),
+    );
     if (digits.length) selectNumberDigit(data, 0);
     scheduleExplain();
   }
+
+  // ---------------------------------------------------------------- corrections
+
+  /** The picture whose answer is on screen: {exported, numberMode, index}. */
+  let shown = null;
+  let correcting = false;
+  let lastCorrection = null; // {id, token}
+  let undoTimer = null;
+
+  function offerCorrection(exported, numberMode) {
+    shown = { exported, numberMode, index: numberMode ? 0 : null };
+    el.feedbackPrompt.textContent = "Wrong? It was:";
+    el.feedback.hidden = false;
+  }
+
+  function labelText(label) {
+    return label === "none" ? "not a digit" : `a ${label}`;
+  }
+
+  function setLabelsDisabled(disabled) {
+    el.feedbackLabels.querySelectorAll("button").forEach((b) => (b.disabled = disabled));
+  }
+
+  async function sendCorrection(label) {
+    if (!shown || correcting) return;
+    correcting = true;
+    setLabelsDisabled(true);
+    const which = shown.numberMode ? `digit ${shown.index + 1}` : "the drawing";
+    el.feedbackStatus.textContent = `Sending: ${which} is ${labelText(label)}…`;
+    try {
+      const form = new FormData();
+      form.append("image", shown.exported.blob, shown.exported.name);
+      form.append("label", label);
+      if (shown.numberMode && shown.index !== null) form.append("index", String(shown.index));
+      const response = await fetch("/api/feedback", { method: "POST", body: form });
+      let data = {};
+      try {
+        data = await response.json();
+      } catch {
+        data = { error: `The server answered ${response.status}.` };
+      }
+      if (response.status === 201) {
+        lastCorrection = { id: data.id, token: data.undo_token };
+        el.feedbackStatus.textContent = `Thank you! Saved: ${which} is ${labelText(label)}.`;
+        el.feedbackUndo.hidden = false;
+        clearTimeout(undoTimer);
+        const visible = Math.min(UNDO_VISIBLE_MS, (Number(data.undo_seconds) || 8) * 1000 - 1000);
+        undoTimer = setTimeout(() => {
+          el.feedbackUndo.hidden = true;
+          lastCorrection = null;
+        }, visible);
+      } else {
+        el.feedbackStatus.textContent = `Not saved: ${data.error || `the server answered ${response.status}`}`;
+      }
+    } catch {
+      el.feedbackStatus.textContent = "Not saved: cannot reach the server.";
+    } finally {
+      correcting = false;
+      setLabelsDisabled(false);
+    }
+  }
+
+  async function undoCorrection() {
+    if (!lastCorrection) return;
+    const { id, token } = lastCorrection;
+    clearTimeout(undoTimer);
+    try {
+      const response = await fetch(`/api/feedback/${id}`, {
+        method: "DELETE",
+        headers: { "X-Undo-Token": token },
+      });
+      if (response.status === 204) {
+        el.feedbackStatus.textContent = "Undone: the correction is deleted.";
+      } else {
+        let message = `the server answered ${response.status}`;
+        try {
+          message = (await response.json()).error || message;
+        } catch {
+          /* keep the status */
+        }
+        el.feedbackStatus.textContent = `Could not undo: ${message}`;
+      }
+    } catch {
+      el.feedbackStatus.textContent = "Could not undo: cannot reach the server.";
+    }
+    lastCorrection = null;
+    el.feedbackUndo.hidden = true;
+  }
+
+  el.feedbackLabels.addEventListener("click", (event) => {
+    const button = event.target instanceof Element ? event.target.closest("button[data-label]") : null;
+    if (button) sendCorrection(button.dataset.label);
+  });
+  el.feedbackUndo.addEventListener("click", undoCorrection);
 
   // ---------------------------------------------------------------- explanation panel
 

@@ -49,15 +49,19 @@ def weights_for_tests() -> Path | None:
 
 
 @contextmanager
-def running_app(weights: Path) -> Iterator[str]:
-    """Serve the app with werkzeug's threaded server on a free port; yields its base URL."""
+def running_app(weights: Path, database_url: str | None = None) -> Iterator[str]:
+    """Serve the app with werkzeug's threaded server on a free port; yields its base URL.
+
+    Corrections go to ``database_url`` (the tests pass a temporary SQLite file), with a rate
+    limit loose enough for a test session."""
     from werkzeug.serving import make_server
 
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import app as app_module
 
-    server = make_server("127.0.0.1", free_port(), app_module.create_app(weights), threaded=True)
+    app = app_module.create_app(weights, database_url=database_url, feedback_burst=1000)
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

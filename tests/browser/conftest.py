@@ -20,7 +20,13 @@ from browser_helpers import CHROMIUM, launch_chromium, running_app, weights_for_
 
 
 @pytest.fixture(scope="session")
-def app_url():
+def feedback_db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The corrections database of the app under test: a temporary SQLite file."""
+    return f"sqlite:///{tmp_path_factory.mktemp('feedback') / 'feedback.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def app_url(feedback_db_url: str):
     if os.environ.get("NPCNN_TEST_URL"):
         yield os.environ["NPCNN_TEST_URL"].rstrip("/")
         return
@@ -29,7 +35,7 @@ def app_url():
         pytest.skip(
             "no model to serve: weights/mnist_cnn.npz is absent and NPCNN_TEST_WEIGHTS unset"
         )
-    with running_app(weights) as url:
+    with running_app(weights, feedback_db_url) as url:
         yield url
 
 
