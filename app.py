@@ -81,7 +81,6 @@ __all__ = ["MAX_BATCH", "MAX_FORM_PARTS", "MAX_UPLOAD_BYTES", "create_app", "log
 HERE = Path(__file__).resolve().parent
 DEFAULT_WEIGHTS = HERE / "weights" / "mnist_cnn.npz"
 
-log = logging.getLogger("npcnn.app")
 site = Blueprint("site", __name__)
 
 

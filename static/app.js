@@ -628,7 +628,7 @@
   }
 
   function labelText(label) {
-    return label === "none" ? "not a digit" : `a ${label}`;
+    return label === "none" ? "not a digit" : `${label === "8" ? "an" : "a"} ${label}`;
   }
 
   function setLabelsDisabled(disabled) {

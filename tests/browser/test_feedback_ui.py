@@ -49,7 +49,7 @@ def test_correct_a_drawing_by_a_click_then_undo(page, store) -> None:
     before = set(rows_by_id(store))
     draw_with_mouse(page, 3)
     wait_for_answer(page, "3")
-    button = page.get_by_role("button", name="It was a 8")
+    button = page.get_by_role("button", name="It was an 8")
     expect(button).to_be_visible()
     button.click()
     row_id = saved_id(page, store, before)
