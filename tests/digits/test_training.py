@@ -21,7 +21,7 @@ def quick_args(tmp_path, name: str, *extra: str, arch: str = "keras-small") -> l
     return [
         "--arch", arch, "--limit", "6000", "--val-size", "1000", "--batch-size", "100",
         "--out", str(tmp_path / f"{name}.npz"), "--checkpoint", str(tmp_path / f"{name}_ck.npz"),
-        "--quiet", *extra,
+        "--quiet", "--no-robustness", *extra,
     ]  # fmt: skip
 
 
