@@ -113,7 +113,7 @@ def write_model_card(path_md: Path, card: dict[str, Any]) -> None:
     )
     minutes = t.get("total_seconds", t["wall_seconds"]) / 60
     synth_note = (
-        f" (of which {t['synth_seconds']:.0f} s making the synthetic data)"
+        f" (of which {t['synth_seconds']:.0f} s making or reading the synthetic data)"
         if t.get("synth_seconds")
         else ""
     )
