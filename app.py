@@ -36,10 +36,11 @@ Run it::
     python app.py --production --server gunicorn [--workers N]           # behind a proxy only
 
 waitress is the production server: it reads every request on its own I/O thread and hands only
-whole requests to the app's threads, so slow clients cannot hold them (gunicorn's threaded
-workers read requests on the app's threads: a dozen slow clients stop two workers dead; it needs
-a buffering proxy such as nginx in front).  Several waitress processes share one listening socket
-(``serve_waitress``), which gives all cores the same requests per second as gunicorn.
+whole requests to the app's threads, so slow clients cannot hold them (gunicorn reads requests on
+the app's threads: a dozen slow clients stop two gthread workers dead, one stops a sync worker;
+it needs a buffering proxy such as nginx in front, and there its sync workers, ``--threads 1``,
+serve about 25% more requests/s under load).  Several waitress processes share one listening
+socket (``serve_waitress``): 1.5-1.6x the requests/s of one process on 2 cores.
 """
 
 from __future__ import annotations
