@@ -66,6 +66,8 @@ def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation tag (how the camera was held); a broken EXIF block is ignored
     rather than refusing an image whose pixels are fine."""
     try:
+        if image.getexif().get(0x0112, 1) == 1:  # upright already: no copy of the pixels
+            return image
         return ImageOps.exif_transpose(image)
     except Exception:  # malformed EXIF raises many types; the pixels are still good
         return image

@@ -267,6 +267,18 @@ def rescale_ink(ink: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip((ink - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
+def piece_masses(ink: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """The ink (sum of values) of each of the ``count`` labelled pieces, float64, in label order.
+
+    ``np.bincount`` over the inked pixels only: the same sums as ``ndimage.sum_labels``, about
+    three times faster, since most of a picture is background (label 0).
+    """
+    flat = labels.ravel()
+    inside = np.flatnonzero(flat)
+    sums = np.bincount(flat[inside], weights=ink.ravel()[inside], minlength=count + 1)
+    return sums[1:]
+
+
 def remove_specks(ink: np.ndarray, fraction: float = SPECK_FRACTION) -> np.ndarray:
     """Step 4b: zero the connected pieces (8-neighbour) whose ink (sum of values) is below
     ``fraction`` of the largest piece's, or below one pixel's worth.  Too little ink in all
@@ -274,7 +286,7 @@ def remove_specks(ink: np.ndarray, fraction: float = SPECK_FRACTION) -> np.ndarr
     labels, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
     if count == 0:
         raise NoInkError("nothing to recognise: no ink found")
-    mass = ndimage.sum_labels(ink, labels, index=np.arange(1, count + 1))
+    mass = piece_masses(ink, labels, count)
     if mass.max() < MIN_INK_MASS:
         raise NoInkError("nothing to recognise: only specks, no strokes")
     keep = np.concatenate([[False], mass >= max(fraction * mass.max(), 1.0)])
@@ -308,7 +320,7 @@ def keep_main_ink(ink: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
     if count <= 1:
         return ink
-    mass = ndimage.sum_labels(ink, labels, index=np.arange(1, count + 1))
+    mass = piece_masses(ink, labels, count)
     boxes = ndimage.find_objects(labels)
     main = boxes[int(np.argmax(mass))]
     reach = 0.5 * max(main[0].stop - main[0].start, main[1].stop - main[1].start)
