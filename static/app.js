@@ -514,6 +514,23 @@
     el.resultCard.classList.remove("number-mode");
     el.boxes.replaceChildren();
     const digit = data.digit;
+    if (data.is_digit === false) {
+      // An 11-output model's "not a digit" answer; `digit` is still the closest digit.
+      const text = document.createElement("span");
+      text.className = "not-digit-text";
+      text.textContent = "That doesn't look like a digit";
+      const closest = document.createElement("small");
+      closest.className = "closest";
+      closest.textContent = `closest: ${digit}`;
+      el.prediction.replaceChildren(text, closest);
+      el.prediction.dataset.state = "not-digit";
+      el.confidence.textContent = `${percent(data.not_digit_probability)} sure it isn't`;
+      el.status.textContent = `Not a digit — the closest is ${digit} (${percent(data.confidence)})`;
+      el.status.classList.add("unsure");
+      setBars(data.probabilities, digit);
+      setPreview(data.preview, "The drawing as the network sees it, 28 by 28 pixels");
+      return;
+    }
     el.prediction.textContent = String(digit);
     el.confidence.textContent = `${percent(data.confidence)} sure`;
     if (data.low_confidence) {
@@ -575,7 +592,7 @@
     el.numberResult.hidden = false;
     el.resultCard.classList.add("number-mode");
     el.number.textContent = data.number;
-    const unsure = digits.filter((d) => d.low_confidence).length;
+    const unsure = digits.filter((d) => d.low_confidence || d.is_digit === false).length;
     el.prediction.textContent = data.number;
     el.prediction.dataset.state = unsure ? "unsure" : "sure";
     el.confidence.textContent = `${digits.length} digit${digits.length === 1 ? "" : "s"}`;
@@ -586,11 +603,16 @@
     el.status.classList.toggle("unsure", unsure > 0);
     const chips = digits.map((d, i) => {
       const li = document.createElement("li");
-      if (d.low_confidence) li.classList.add("unsure");
+      if (d.low_confidence || d.is_digit === false) li.classList.add("unsure");
       const button = document.createElement("button");
       button.type = "button";
       button.className = "chip-button";
-      button.setAttribute("aria-label", `Digit ${i + 1}: ${d.digit}, ${percent(d.confidence)} sure`);
+      button.setAttribute(
+        "aria-label",
+        d.is_digit === false
+          ? `Digit ${i + 1}: does not look like a digit, closest ${d.digit}`
+          : `Digit ${i + 1}: ${d.digit}, ${percent(d.confidence)} sure`,
+      );
       const img = document.createElement("img");
       img.src = d.preview;
       img.alt = "";

@@ -3,8 +3,12 @@
 Data flows one way: bytes -> ``open_picture`` (safe decoding) -> ``to_mnist`` (one digit) or
 ``segment_digits`` (a number) -> ``model.predict`` -> a *reading*: a dict ready to be sent as JSON::
 
-    {"digit": 7, "confidence": 0.99, "probabilities": [10 floats], "low_confidence": false,
-     "runner_up": 1, "preview": "data:image/png;base64,..."}
+    {"digit": 7, "confidence": 0.99, "probabilities": [10 floats], "is_digit": true,
+     "not_digit_probability": 0.0, "low_confidence": false, "runner_up": 1,
+     "preview": "data:image/png;base64,..."}
+
+A model with an eleventh output (class 10: "not a digit") may answer ``"is_digit": false``;
+``digit`` is then still the closest digit (see ``reading``).
 
 ``Recogniser.explain`` adds what the network looks at, from one forward and one backward pass
 (``Sequential.inspect``): the saliency map and the first convolution block's feature maps, drawn
@@ -50,6 +54,7 @@ from npcnn.errors import ConfigError, ModelFileError, NpcnnError
 LOW_CONFIDENCE = 0.6  # below this top probability the page says "not sure"
 MAX_DIGITS = 24  # a "number" with more separate marks than this is refused
 VERSION_DIGITS = 12  # hex digits of the weights' sha256 that name a model version
+NOT_A_DIGIT = 10  # class 10 of an 11-output model: "that is not a digit" (npcnn.digits.synth)
 
 log = logging.getLogger("npcnn.digits.recogniser")
 
@@ -109,13 +114,24 @@ def png_data_url(pixels: np.ndarray) -> str:
 
 
 def reading(image: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
-    """What the model read in one (28, 28) ``image``, given its ``probabilities`` (one per class)."""
-    order = np.argsort(probabilities)[::-1]
-    confidence = float(probabilities[order[0]])
+    """What the model read in one (28, 28) ``image``, given its ``probabilities`` (one per class).
+
+    A digit model has 10 classes; a model with an eleventh, ``NOT_A_DIGIT`` (10), may answer
+    "that is not a digit": ``is_digit`` is false when class 10 is the most probable.  Either way
+    ``digit`` is the closest digit (the most probable of classes 0-9), ``confidence`` its
+    probability, ``probabilities`` the ten digits' and ``not_digit_probability`` class 10's
+    (0.0 for a 10-class model).  ``low_confidence`` is a separate signal, on ``confidence``.
+    """
+    digits = probabilities[:NOT_A_DIGIT]
+    order = np.argsort(digits)[::-1]
+    confidence = float(digits[order[0]])
+    refusal = float(probabilities[NOT_A_DIGIT]) if len(probabilities) > NOT_A_DIGIT else 0.0
     return {
         "digit": int(order[0]),
         "confidence": round(confidence, 6),
-        "probabilities": [round(float(p), 6) for p in probabilities],
+        "probabilities": [round(float(p), 6) for p in digits],
+        "is_digit": not (len(probabilities) > NOT_A_DIGIT and refusal > digits.max()),
+        "not_digit_probability": round(refusal, 6),
         "low_confidence": confidence < LOW_CONFIDENCE,
         "runner_up": int(order[1]),
         "preview": png_data_url(analysis.to_pixels(image)),  # what the model saw, grey
@@ -206,7 +222,8 @@ class Recogniser:
         stroke[8:20, 13:15] = 1.0
         self._unobserved.active = True
         try:
-            probabilities = np.asarray(self.classify([stroke])[0]["probabilities"])
+            answer = self.classify([stroke])[0]
+            probabilities = np.asarray([*answer["probabilities"], answer["not_digit_probability"]])
             if not (np.isfinite(probabilities).all() and abs(probabilities.sum() - 1.0) < 1e-3):
                 raise RuntimeError(f"the warm-up prediction is not probabilities: {probabilities}")
             self.explain(stroke)
@@ -242,8 +259,7 @@ class Recogniser:
             seen = self.explain_model.inspect(image[None, None].astype(np.float32))
         answer = reading(image, npcnn.softmax(seen.logits)[0])
         strength = analysis.saliency_strength(seen.input_gradient[0, 0])
-        answer.update(
-            digit=int(seen.class_index[0]),
+        answer.update(  # "digit" stays the reading's closest digit, even if class 10 won
             saliency=png_data_url(analysis.saliency_overlay(strength, image)),
             saliency_values=np.round(strength, 4).tolist(),
             **self._feature_maps(seen.activations),
@@ -354,10 +370,9 @@ class Recogniser:
                 raise ImageError(f"no digit {index} in this picture: it holds {len(crops)}")
             image = crops[index].image
         answer = self.classify([image])[0]
-        digit = answer["digit"]
         return {
             "image": image,
-            "predicted": "none" if digit >= 10 else digit,
+            "predicted": answer["digit"] if answer["is_digit"] else "none",
             "confidence": answer["confidence"],
         }
 

@@ -122,6 +122,7 @@ def test_a_model_without_convolutions_is_explained_without_feature_maps() -> Non
 def test_read_digit_and_read_number(recogniser) -> None:
     reading = recogniser.read_digit(bars(1))
     assert set(reading) >= {"digit", "confidence", "probabilities", "runner_up", "preview"}
+    assert reading["is_digit"] is True and reading["not_digit_probability"] == 0.0
     assert reading["runner_up"] != reading["digit"]
     number = recogniser.read_number(bars(3))
     assert len(number["digits"]) == 3 and len(number["number"]) == 3
@@ -176,3 +177,55 @@ def test_base64_in_every_spelling() -> None:
         "\n".join(standard[i : i + 20] for i in range(0, len(standard), 20)),
     ):
         assert decode_base64_image(text) == data
+
+
+# --------------------------------------------------------------------- "not a digit" (class 10)
+def biased_model(outputs: int, winner: int, runner_up: int = 4) -> npcnn.Sequential:
+    """A tiny model with ``outputs`` classes whose last bias makes ``winner`` the most probable
+    class and ``runner_up`` the second, whatever the picture."""
+    model = npcnn.Sequential([Flatten(), Dense(784, outputs)], input_shape=MNIST, seed=5)
+    dense = model.layers[-1]
+    dense.params["W"][...] = 0.0
+    dense.params["b"][...] = 0.0
+    dense.params["b"][winner] = 6.0
+    dense.params["b"][runner_up] = 3.0
+    return model
+
+
+def test_an_eleven_output_model_may_say_not_a_digit() -> None:
+    image = to_mnist(open_picture(bars(1)))
+    recogniser = Recogniser(biased_model(11, winner=10, runner_up=4))
+    expected = recogniser.model.predict(image[None, None])[0]
+    for answer in (recogniser.classify([image])[0], recogniser.explain(image)):
+        assert answer["is_digit"] is False
+        assert answer["digit"] == 4  # the closest digit, not class 10
+        assert answer["confidence"] == pytest.approx(float(expected[4]), abs=1e-6)
+        assert len(answer["probabilities"]) == 10
+        np.testing.assert_allclose(answer["probabilities"], expected[:10], atol=1e-6)
+        assert answer["not_digit_probability"] == pytest.approx(float(expected[10]), abs=1e-6)
+        assert answer["runner_up"] != 4 and 0 <= answer["runner_up"] <= 9
+        assert answer["low_confidence"] is True  # a separate signal: 4 is far from sure
+    assert recogniser.read_for_correction(bars(1))["predicted"] == "none"
+    number = recogniser.read_number(bars(2))
+    assert number["number"] == "44"
+    assert [d["is_digit"] for d in number["digits"]] == [False, False]
+    batch = recogniser.read_digits([bars(1), bars(1)])
+    assert [r["is_digit"] for r in batch] == [False, False]
+
+
+def test_an_eleven_output_model_that_sees_a_digit() -> None:
+    recogniser = Recogniser(biased_model(11, winner=7, runner_up=10))
+    answer = recogniser.read_digit(bars(1))
+    assert answer["is_digit"] is True and answer["digit"] == 7
+    assert answer["not_digit_probability"] > 0.04  # class 10 came second
+    assert answer["runner_up"] != 10 and answer["low_confidence"] is False
+    assert recogniser.read_for_correction(bars(1))["predicted"] == 7
+
+
+def test_a_ten_output_model_always_reads_a_digit() -> None:
+    recogniser = Recogniser(biased_model(10, winner=3, runner_up=8))
+    answer = recogniser.read_digit(bars(1))
+    assert answer["is_digit"] is True and answer["not_digit_probability"] == 0.0
+    assert (answer["digit"], answer["runner_up"]) == (3, 8)
+    assert len(answer["probabilities"]) == 10
+    assert abs(sum(answer["probabilities"]) - 1.0) < 1e-4
