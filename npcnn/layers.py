@@ -114,9 +114,9 @@ class Conv2D(Layer):
     The kernels (``kernels.conv2d_forward`` / ``conv2d_backward``) work a few images at a time,
     so that each piece of the column matrix stays in the CPU cache instead of making a round trip
     through memory, and backward rebuilds the columns rather than keeping them from forward
-    (cheaper than reading them back from memory, and much less memory).  The Numba backend
-    computes 3x3, stride-1 convolutions of training-sized batches by Winograd's algorithm instead,
-    with 2.25x fewer multiplications and the same result (see ``kernels/winograd.py``).
+    (cheaper than reading them back from memory, and much less memory).  Both backends compute
+    the 3x3, stride-1 convolutions of training-sized batches by Winograd's algorithm instead, with
+    4x fewer multiplications and the same result up to rounding (see ``kernels/winograd.py``).
 
     ``padding`` is ``"valid"`` (none), ``"same"`` (output size = ceil(input / stride); odd kernels)
     or a number of zero pixels on every side.

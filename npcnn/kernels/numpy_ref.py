@@ -32,6 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..shapes import window_output_size
+from . import winograd
 
 
 def pad_images(x: np.ndarray, pad: int) -> np.ndarray:
@@ -132,9 +133,22 @@ def conv2d_forward(x: np.ndarray, w_ext: np.ndarray, k: int, stride: int, pad: i
     """A convolution of an ``(N, H, W, C)`` image as ``[cols | 1] @ w_ext.T``: ``(N, OH, OW, F)``.
 
     ``w_ext = [W_mat | b]`` is ``(F, k*k*C + 1)``: the filters in im2col's column order, then the
-    bias, the weight of a constant input 1 (see ``layers.Conv2D``).  A few images at a time, so
-    that their column matrix stays in the CPU cache instead of going through memory.
+    bias, the weight of a constant input 1 (see ``layers.Conv2D``).  By im2col + GEMM
+    (``im2col_conv2d_forward``), or, for the 3x3 stride-1 convolutions of training-sized batches,
+    by Winograd's algorithm: the same result with 4x fewer multiplications (``winograd.py``, which
+    also says when: ``use_winograd``).
     """
+    n, _, _, c = x.shape
+    if winograd.use_winograd(n, c, w_ext.shape[0], k, stride):
+        return winograd.conv3x3_forward(x, w_ext, pad, winograd.WINOGRAD_TILE)
+    return im2col_conv2d_forward(x, w_ext, k, stride, pad)
+
+
+def im2col_conv2d_forward(
+    x: np.ndarray, w_ext: np.ndarray, k: int, stride: int, pad: int
+) -> np.ndarray:
+    """``conv2d_forward`` by im2col + GEMM, a few images at a time, so that their column matrix
+    stays in the CPU cache instead of going through memory."""
     n, h, w, _ = x.shape
     oh, ow = window_output_size(h, k, stride, pad), window_output_size(w, k, stride, pad)
     f, k1 = w_ext.shape
@@ -161,8 +175,25 @@ def conv2d_backward(
         [dW_mat | db] = dY.T @ [cols | 1]        (F, k*k*C + 1), summed over the chunks
         dx            = col2im(dY @ W_mat)       (N, H, W, C), skipped unless ``input_grad``
 
-    The columns are rebuilt chunk by chunk rather than kept from the forward pass.
+    by the algorithm of the forward pass (``im2col_conv2d_backward`` or Winograd's).
     """
+    n, _, _, c = x.shape
+    if winograd.use_winograd(n, c, w_ext.shape[0], k, stride):
+        return winograd.conv3x3_backward(x, grad_y, w_ext, pad, winograd.WINOGRAD_TILE, input_grad)
+    return im2col_conv2d_backward(x, grad_y, w_ext, k, stride, pad, input_grad)
+
+
+def im2col_conv2d_backward(
+    x: np.ndarray,
+    grad_y: np.ndarray,
+    w_ext: np.ndarray,
+    k: int,
+    stride: int,
+    pad: int,
+    input_grad: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``conv2d_backward`` by im2col + GEMM.  The columns are rebuilt chunk by chunk rather than
+    kept from the forward pass."""
     n, h, w, c = x.shape
     f, k1 = w_ext.shape
     grad_y = grad_y.reshape(n, -1, f)  # (N, OH*OW, F)

@@ -28,15 +28,35 @@ transformed domain (``Z`` is the output gradient of a tile, transformed)::
 These are the exact gradients of the Winograd forward pass, which equals the convolution up to
 float rounding; gradient checks in float64 confirm them like every other layer's.
 
-This module holds the transform matrices, the filter transforms (tiny, shared by both backends)
-and the plain NumPy convolution: the readable reference of the Numba kernels in
-``numba/winograd.py``.
-Images are channels-last ``(N, H, W, C)``, as everywhere in ``kernels``.
+**Every transform is one matrix product.**  A tile flattened row by row (``d[p*a + q]``) is
+transformed on both sides at once by a Kronecker product, ``vec(B^T d B) = (B^T ⊗ B^T) vec(d)``.
+So with the tiles of the whole batch side by side, ``(a*a, tiles*C)``, each transform is one
+GEMM with a small ``(a*a, a*a)`` matrix, which is how the NumPy version below runs at BLAS speed
+without a Python loop over tiles::
+
+    V = (B^T ⊗ B^T) @ d      Y = (A^T ⊗ A^T) @ M      U = (G ⊗ G) @ g
+    Z = (A^T ⊗ A^T)^T @ dY   dd = (B^T ⊗ B^T)^T @ dV   dg = (G ⊗ G)^T @ dU
+
+**Rounding.**  F(2x2, 3x3)'s matrices hold only 0, +-1 and 1/2: in float32 it is as exact as
+im2col.  F(4x4, 3x3)'s hold 4, 5 and 8 (and 1/6, 1/24 in G), so intermediate values are larger
+than the result and float32 loses a few more bits: measured against im2col in float64 on
+unit-normal images and He-initialised filters, its float32 error is about 1e-6 of the output's
+scale (im2col's own float32 error: about 1e-7; ``tests/core/test_winograd.py`` bounds it at 2e-5
+for the outputs and both gradients).  That is far below what training notices (float16 training
+works), and a convolution of 1,000 channels would still be within 1e-4.
+
+This module holds the transform matrices, the rule saying when Winograd is used, and the plain
+NumPy convolution: the NumPy backend's Winograd and the readable reference of the Numba kernels
+in ``numba/winograd.py``.  Images are channels-last ``(N, H, W, C)``, as everywhere in
+``kernels``.
 """
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ConfigError
 from ..shapes import window_output_size
@@ -76,6 +96,22 @@ F4_AT = np.array(
 
 MATRICES = {2: (F2_BT, F2_G, F2_AT), 4: (F4_BT, F4_G, F4_AT)}
 
+# When Winograd beats im2col (measured with ``python benchmarks/winograd_crossover.py``, on both
+# backends): 3x3, stride 1, enough channels to make its many small matrix products worth their
+# transforms, and enough images to keep the cores busy with them.  Predicting one image (the app)
+# stays with im2col.  Training-sized batches use F(4x4, 3x3), the one with fewer multiplications.
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_IMAGES = 32
+WINOGRAD_TILE = 4
+
+
+def use_winograd(n: int, c: int, f: int, k: int, stride: int) -> bool:
+    """Whether a convolution of ``n`` images, ``c`` -> ``f`` channels, a ``k x k`` kernel and
+    ``stride`` runs as Winograd's F(``WINOGRAD_TILE`` x ``WINOGRAD_TILE``, 3x3)."""
+    return (
+        k == 3 and stride == 1 and n >= WINOGRAD_MIN_IMAGES and min(c, f) >= WINOGRAD_MIN_CHANNELS
+    )
+
 
 def matrices(m: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(B^T, G, A^T)`` of F(m x m, 3x3) in ``dtype``: shapes ``(a, a)``, ``(a, 3)``, ``(m, a)``."""
@@ -84,48 +120,60 @@ def matrices(m: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return tuple(matrix.astype(dtype) for matrix in MATRICES[m])
 
 
+@cache
+def kronecker_matrices(m: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(B^T ⊗ B^T, G ⊗ G, A^T ⊗ A^T)``: each transforms a flattened tile on both sides at once.
+    Shapes ``(a*a, a*a)``, ``(a*a, 9)``, ``(m*m, a*a)``."""
+    kronecker = tuple(np.kron(matrix, matrix).astype(dtype) for matrix in matrices(m, np.float64))
+    for matrix in kronecker:
+        matrix.flags.writeable = False  # shared by every call
+    return kronecker
+
+
 def tile_grid(out_h: int, out_w: int, m: int) -> tuple[int, int]:
     """How many ``m x m`` output tiles cover an ``out_h x out_w`` output (the last may overhang)."""
     return -(-out_h // m), -(-out_w // m)
 
 
-def filter_transform(w_ext: np.ndarray, m: int) -> np.ndarray:
+def filter_transform(w_ext: np.ndarray, m: int, matmul=np.matmul) -> np.ndarray:
     """``U = G g G^T`` of every 3x3 filter: ``w_ext`` ``(F, 9*C + 1)`` -> ``(a*a, C, F)``.
 
     ``w_ext`` is ``[W_mat | b]`` in im2col's column order ``(i, j, c)`` (see ``layers.Conv2D``).
+    ``matmul`` multiplies the two matrices (the Numba backend passes one that keeps NumPy's BLAS
+    threads asleep, see ``numba/winograd.py``).
     """
     f, k1 = w_ext.shape
     c = (k1 - 1) // 9
-    _, g_matrix, _ = matrices(m, w_ext.dtype)
-    a = g_matrix.shape[0]
-    filters = w_ext[:, :-1].reshape(f, 3, 3, c)
-    u = np.einsum("ai,bj,fijc->abcf", g_matrix, g_matrix, filters, optimize=True)
-    return np.ascontiguousarray(u.reshape(a * a, c, f))
+    _, kg, _ = kronecker_matrices(m, w_ext.dtype)
+    filters = w_ext[:, :-1].reshape(f, 9, c).transpose(1, 2, 0)  # (9, C, F): g[(i, j)] per pair
+    return matmul(kg, np.ascontiguousarray(filters).reshape(9, c * f)).reshape(-1, c, f)
 
 
-def filter_gradient(grad_u: np.ndarray, m: int) -> np.ndarray:
+def filter_gradient(grad_u: np.ndarray, m: int, matmul=np.matmul) -> np.ndarray:
     """The adjoint of ``filter_transform``: ``dU`` ``(a*a, C, F)`` -> ``dW_mat`` ``(F, 9*C)``,
     ``dg = G^T dU G`` for every filter."""
-    _, g_matrix, _ = matrices(m, grad_u.dtype)
-    a, c, f = g_matrix.shape[0], grad_u.shape[1], grad_u.shape[2]
-    dw = np.einsum(
-        "ai,bj,abcf->fijc", g_matrix, g_matrix, grad_u.reshape(a, a, c, f), optimize=True
-    )
-    return dw.reshape(f, 9 * c)
+    aa, c, f = grad_u.shape
+    _, kg, _ = kronecker_matrices(m, grad_u.dtype)
+    dw = matmul(kg.T, np.ascontiguousarray(grad_u).reshape(aa, c * f))  # (9, C*F)
+    return np.ascontiguousarray(dw.reshape(9, c, f).transpose(2, 0, 1)).reshape(f, 9 * c)
 
 
-def _input_tiles(x: np.ndarray, pad: int, m: int, tiles_h: int, tiles_w: int) -> np.ndarray:
-    """Every ``a x a`` input tile, zero beyond the image: ``(N, TH, TW, C, a, a)`` (a copy)."""
+def _tiles(image: np.ndarray, m: int, tiles_h: int, tiles_w: int, a: int) -> np.ndarray:
+    """The ``a x a`` tiles of a padded ``(N, H', W', C)`` image, ``m`` apart, flattened row by
+    row: ``(a*a, N*TH*TW, C)`` (one copy)."""
+    windows = sliding_window_view(image, (a, a), axis=(1, 2))  # (N, H'-a+1, W'-a+1, C, a, a)
+    windows = windows[:, : tiles_h * m : m, : tiles_w * m : m]  # (N, TH, TW, C, a, a): a view
+    c = image.shape[3]
+    return windows.transpose(4, 5, 0, 1, 2, 3).reshape(a * a, -1, c)
+
+
+def _padded(x: np.ndarray, pad: int, rows: int, cols: int) -> np.ndarray:
+    """``x`` ``(N, H, W, C)`` at offset ``(pad, pad)`` of a zero ``(N, rows, cols, C)`` image
+    (``rows`` and ``cols`` cover every tile: the last tiles may reach past the padding)."""
     n, h, w, c = x.shape
-    a = m + 2
-    rows, cols = tiles_h * m + 2, tiles_w * m + 2  # the padded input the tiles cover
     padded = np.zeros((n, rows, cols, c), dtype=x.dtype)
-    padded[:, pad : pad + h, pad : pad + w] = x  # rows >= OH + 2 = h + 2 * pad: it fits
-    tiles = np.empty((n, tiles_h, tiles_w, c, a, a), dtype=x.dtype)
-    for i in range(a):
-        for j in range(a):
-            tiles[..., i, j] = padded[:, i : i + tiles_h * m : m, j : j + tiles_w * m : m]
-    return tiles
+    padded[:, pad : pad + h, pad : pad + w] = x
+    return padded
 
 
 def transformed_input(x: np.ndarray, pad: int, m: int) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -133,27 +181,25 @@ def transformed_input(x: np.ndarray, pad: int, m: int) -> tuple[np.ndarray, tupl
     n, h, w, c = x.shape
     oh, ow = window_output_size(h, 3, 1, pad), window_output_size(w, 3, 1, pad)
     tiles_h, tiles_w = tile_grid(oh, ow, m)
-    bt, _, _ = matrices(m, x.dtype)
-    a = bt.shape[0]
-    v = bt @ _input_tiles(x, pad, m, tiles_h, tiles_w) @ bt.T  # (N, TH, TW, C, a, a)
-    v = v.reshape(n * tiles_h * tiles_w, c, a * a).transpose(2, 0, 1)
-    return np.ascontiguousarray(v), (n, tiles_h, tiles_w)
+    kb, _, _ = kronecker_matrices(m, x.dtype)
+    a = m + 2
+    d = _tiles(_padded(x, pad, tiles_h * m + 2, tiles_w * m + 2), m, tiles_h, tiles_w, a)
+    v = kb @ d.reshape(a * a, -1)  # (a*a, tiles*C): all tiles at once
+    return v.reshape(a * a, -1, c), (n, tiles_h, tiles_w)
 
 
-def conv3x3_forward(x: np.ndarray, w_ext: np.ndarray, pad: int, m: int = 2) -> np.ndarray:
+def conv3x3_forward(x: np.ndarray, w_ext: np.ndarray, pad: int, m: int = 4) -> np.ndarray:
     """A 3x3, stride-1 convolution by F(m x m, 3x3): the same result as
     ``numpy_ref.conv2d_forward(x, w_ext, 3, 1, pad)``, ``(N, OH, OW, F)``."""
     n, h, w, _ = x.shape
     oh, ow = window_output_size(h, 3, 1, pad), window_output_size(w, 3, 1, pad)
     f = w_ext.shape[0]
-    _, _, at = matrices(m, x.dtype)
-    a = at.shape[1]
-    v, (n, tiles_h, tiles_w) = transformed_input(x, pad, m)
-    products = np.matmul(v, filter_transform(w_ext, m))  # (a*a, tiles, F)
-    products = products.transpose(1, 2, 0).reshape(-1, f, a, a)
-    y = at @ products @ at.T  # (tiles, F, m, m)
-    y = y.reshape(n, tiles_h, tiles_w, f, m, m).transpose(0, 1, 4, 2, 5, 3)
-    y = y.reshape(n, tiles_h * m, tiles_w * m, f)[:, :oh, :ow]
+    v, (n, tiles_h, tiles_w) = transformed_input(x, pad, m)  # (a*a, tiles, C)
+    products = np.matmul(v, filter_transform(w_ext, m))  # (a*a, tiles, F): one GEMM per ξ
+    _, _, ka = kronecker_matrices(m, x.dtype)
+    y = ka @ products.reshape((m + 2) ** 2, -1)  # (m*m, tiles*F): Y = A^T M A of every tile
+    y = y.reshape(m, m, n, tiles_h, tiles_w, f).transpose(2, 3, 0, 4, 1, 5)
+    y = y.reshape(n, tiles_h * m, tiles_w * m, f)[:, :oh, :ow]  # tiles may overhang: cut
     return y + w_ext[:, -1]
 
 
@@ -162,33 +208,33 @@ def conv3x3_backward(
     grad_y: np.ndarray,
     w_ext: np.ndarray,
     pad: int,
-    m: int = 2,
+    m: int = 4,
     input_grad: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``([dW_mat | db], dx or None)`` of ``conv3x3_forward``, as ``numpy_ref.conv2d_backward``."""
     n, h, w, c = x.shape
     _, oh, ow, f = grad_y.shape
-    bt, _, at = matrices(m, x.dtype)
-    a = bt.shape[0]
-    v, (n, tiles_h, tiles_w) = transformed_input(x, pad, m)
-    # Z = A dY A^T for every output tile (zero where a tile overhangs the output)
+    kb, _, ka = kronecker_matrices(m, x.dtype)
+    a = m + 2
+    v, (n, tiles_h, tiles_w) = transformed_input(x, pad, m)  # (a*a, tiles, C)
+    # Z = A dY A^T of every output tile (zero where a tile overhangs the output)
     grad_tiles = np.zeros((n, tiles_h * m, tiles_w * m, f), dtype=x.dtype)
     grad_tiles[:, :oh, :ow] = grad_y
-    grad_tiles = grad_tiles.reshape(n, tiles_h, m, tiles_w, m, f).transpose(0, 1, 3, 5, 2, 4)
-    z = at.T @ grad_tiles @ at  # (N, TH, TW, F, a, a)
-    z = np.ascontiguousarray(z.reshape(-1, f, a * a).transpose(2, 0, 1))  # (a*a, tiles, F)
-    grad_u = np.matmul(v.transpose(0, 2, 1), z)  # (a*a, C, F)
+    grad_tiles = grad_tiles.reshape(n, tiles_h, m, tiles_w, m, f).transpose(2, 4, 0, 1, 3, 5)
+    z = ka.T @ grad_tiles.reshape(m * m, -1)  # (a*a, tiles*F)
+    z = z.reshape(a * a, -1, f)
+    grad_u = np.matmul(v.transpose(0, 2, 1), z)  # dU = V^T Z, (a*a, C, F)
     grad_ext = np.empty((f, 9 * c + 1), dtype=x.dtype)
     grad_ext[:, :-1] = filter_gradient(grad_u, m)
     grad_ext[:, -1] = grad_y.sum(axis=(0, 1, 2))
     if not input_grad:
         return grad_ext, None
     u = filter_transform(w_ext, m)
-    grad_v = np.matmul(z, u.transpose(0, 2, 1))  # (a*a, tiles, C)
-    grad_v = grad_v.transpose(1, 2, 0).reshape(n, tiles_h, tiles_w, c, a, a)
-    grad_d = bt.T @ grad_v @ bt  # dd = B dV B^T, (N, TH, TW, C, a, a)
+    grad_v = np.matmul(z, u.transpose(0, 2, 1))  # dV = Z U^T, (a*a, tiles, C)
+    grad_d = kb.T @ grad_v.reshape(a * a, -1)  # dd = B dV B^T, (a*a, tiles*C)
+    grad_d = grad_d.reshape(a, a, n, tiles_h, tiles_w, c)
     padded = np.zeros((n, tiles_h * m + 2, tiles_w * m + 2, c), dtype=x.dtype)
     for i in range(a):  # neighbouring tiles overlap by two rows and columns: sum them
         for j in range(a):
-            padded[:, i : i + tiles_h * m : m, j : j + tiles_w * m : m] += grad_d[..., i, j]
+            padded[:, i : i + tiles_h * m : m, j : j + tiles_w * m : m] += grad_d[i, j]
     return grad_ext, np.ascontiguousarray(padded[:, pad : pad + h, pad : pad + w])

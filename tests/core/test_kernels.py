@@ -183,8 +183,14 @@ def test_backend_choice():
         kernels.set_backend(previous)
 
 
-# The pieces numpy_ref.im2col is built from, which the guide shows: public, but not kernels.
-REFERENCE_HELPERS = {"pad_images", "patches_view"}
+# The pieces numpy_ref.im2col is built from, which the guide shows, and the im2col convolution
+# that conv2d_forward/backward choose when Winograd's does not apply: public, but not kernels.
+REFERENCE_HELPERS = {
+    "pad_images",
+    "patches_view",
+    "im2col_conv2d_forward",
+    "im2col_conv2d_backward",
+}
 
 
 def defined_functions(module: ModuleType) -> set[str]:
@@ -330,3 +336,35 @@ def test_numba_conv2d_equals_numpy(problem, filters, dtype, input_grad):
         np.testing.assert_allclose(fast[1], slow[1], rtol=1e-4, atol=1e-4)
     else:
         assert fast[1] is None and slow[1] is None
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
+@given(
+    st.integers(1, 40),
+    st.integers(1, 70),
+    st.integers(1, 12),
+    st.sampled_from([np.float32, np.float64]),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_numba_dense_equals_numpy(n, n_in, n_out, dtype, input_grad, seed):
+    """Dense forward and backward (dW by blocks of input features, dx by rows) equal NumPy's."""
+    from npcnn.kernels import numba as numba_kernels
+
+    rng = np.random.default_rng(seed)
+    x, w, b, g = (
+        rng.standard_normal(shape).astype(dtype)
+        for shape in ((n, n_in), (n_in, n_out), (n_out,), (n, n_out))
+    )
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        numba_kernels.dense_forward(x, w, b), numpy_ref.dense_forward(x, w, b), **tol
+    )
+    fast = numba_kernels.dense_backward(x, g, w, input_grad)
+    slow = numpy_ref.dense_backward(x, g, w, input_grad)
+    for a, e in zip(fast, slow, strict=True):
+        if e is None:
+            assert a is None
+        else:
+            assert a.dtype == dtype
+            np.testing.assert_allclose(a, e, **tol)

@@ -20,7 +20,7 @@ One module per job:
 
 - ``_parallel``: the compile options, and how a parallel loop starts (threads, task sizes);
 - ``conv``: im2col, col2im, and the convolution by im2col + GEMM (or by Winograd, below);
-- ``winograd``: Winograd's F(2x2, 3x3) 3x3 convolution, and when it beats im2col;
+- ``winograd``: Winograd's F(4x4, 3x3) 3x3 convolution (``kernels/winograd.py`` says when);
 - ``dense``, ``pooling`` (max pooling), ``elementwise`` (ReLU), ``normalisation`` (BatchNorm),
   ``optimizers`` (Adam).
 

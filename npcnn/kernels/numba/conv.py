@@ -5,8 +5,8 @@ value is read once and written once, straight into its final place; a bounds che
 padding's zeros instead of a padded copy; ``col2im`` adds all ``kh * kw`` offsets of one image
 while that image is in the cache.
 
-``conv2d_forward`` and ``conv2d_backward`` choose the algorithm: Winograd's F(2x2, 3x3) where it
-measured faster (``winograd.use_winograd``), otherwise im2col + GEMM (``im2col_conv2d_forward``,
+``conv2d_forward`` and ``conv2d_backward`` choose the algorithm: Winograd's F(4x4, 3x3) where it
+measured faster (``kernels.winograd.use_winograd``), otherwise im2col + GEMM (``im2col_conv2d_forward``,
 ``im2col_conv2d_backward``; ``benchmarks/winograd_crossover.py`` times the two).
 """
 
@@ -17,8 +17,9 @@ from numba import config, get_thread_id, njit, prange
 
 from ...settings import pin_numba_blas_to_one_thread
 from ...shapes import window_output_size
+from ..winograd import use_winograd
 from ._parallel import JIT, items_per_task, run
-from .winograd import use_winograd, winograd_conv2d_backward, winograd_conv2d_forward
+from .winograd import winograd_conv2d_backward, winograd_conv2d_forward
 
 
 @njit(**JIT)

@@ -1,12 +1,17 @@
-"""Winograd's F(2x2, 3x3) convolution as compiled loops: the twin of ``kernels/winograd.py``.
+"""Winograd's F(4x4, 3x3) convolution as compiled loops: the twin of ``kernels/winograd.py``.
 
-Read ``kernels/winograd.py`` first for the maths and its NumPy version.  As for im2col, a task
-transforms a cache-sized run of 4x4 tiles, multiplies them right there (16 single-threaded BLAS
-calls, one per position of the transformed tile), and transforms the products back.  The
-transforms are written out: B^T and A^T hold only 0 and +-1, so each is a handful of additions,
-done rows first, then columns.  Channels are innermost, so every line runs as SIMD over the
-channels of one pixel.  A tile that crosses the image's border is copied into a small zero-padded
-buffer first, so the transforms themselves never test for the border.
+Read ``kernels/winograd.py`` first for the maths, its NumPy version and when it is used
+(``use_winograd``).  As for im2col, a task transforms a cache-sized block of 6x6 input tiles,
+multiplies them right there (36 single-threaded BLAS calls, one per position ``ξ`` of the
+transformed tile), and transforms the products back: the transforms and the GEMMs of a block run
+back to back while the block is in the core's cache.
+
+The transforms are written out as additions and a few multiplications by 2, 4, 5 and 8 (the
+matrices of F(4x4, 3x3)), done along the rows of a tile first, then along its columns.  Channels
+are innermost, so every line runs as SIMD over the channels of one pixel.  A tile that crosses the
+image's border is copied into a small zero-padded buffer first, so the transforms themselves never
+test for the border.  The backward pass recomputes the input's transform ``V`` rather than keeping
+it from the forward pass (36/16 of the input's size: reading it back from memory would cost more).
 
 ``conv.conv2d_forward`` and ``conv.conv2d_backward`` call ``winograd_conv2d_forward`` and
 ``winograd_conv2d_backward`` where ``use_winograd`` says so.
@@ -22,18 +27,19 @@ from ...shapes import window_output_size
 from ..winograd import filter_gradient, filter_transform, tile_grid
 from ._parallel import JIT, items_per_task, run
 
-# When Winograd beats im2col (measured with ``python benchmarks/winograd_crossover.py``): only for
-# enough channels to make its 16 small matrix products worth their transforms, and for enough
-# images to keep both cores busy with them.  Predicting one image stays with im2col.
-WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_MIN_IMAGES = 32
+M, A = 4, 6  # output tiles 4x4 from input tiles 6x6
+# The transforms' constants as float32: a Python int times a float32 would be computed in float64
+# (NumPy's promotion rules) and converted back, at twice the cost.  Exact in float32.
+TWO, FOUR, FIVE, EIGHT = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 
 
-def use_winograd(n: int, c: int, f: int, k: int, stride: int) -> bool:
-    """Whether a convolution of ``n`` images, ``c`` -> ``f`` channels, runs as Winograd F(2x2, 3x3)."""
-    return (
-        k == 3 and stride == 1 and n >= WINOGRAD_MIN_IMAGES and min(c, f) >= WINOGRAD_MIN_CHANNELS
-    )
+@njit(**JIT)
+def _dot(a, b):
+    """``a @ b`` by the BLAS Numba calls, which stays single-threaded.  The small products of the
+    filter transforms must not go to NumPy's BLAS: that would wake its threads, which then spin
+    on the cores Numba's threads need (measured: a lenet-plus step 1.5x, the shipped model's 3x
+    slower)."""
+    return np.dot(a, b)
 
 
 @njit(inline="always", **JIT)
@@ -41,125 +47,169 @@ def _tile(x, img, y0, x0, size, buffer):
     """Where to read the ``size x size`` tile of image ``img`` at ``(y0, x0)``: ``(array, img,
     y0, x0)``.  Inside the image that is ``x`` itself; a tile crossing the border is copied into
     ``buffer`` ``(1, size, size, C)``, zero outside the image."""
-    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    h, w = x.shape[1], x.shape[2]
     if 0 <= y0 and y0 + size <= h and 0 <= x0 and x0 + size <= w:
         return x, img, y0, x0
     for i in range(size):
         for j in range(size):
-            inside = 0 <= y0 + i < h and 0 <= x0 + j < w
-            for ch in range(c):
-                buffer[0, i, j, ch] = x[img, y0 + i, x0 + j, ch] if inside else 0
+            pixel = buffer[0, i, j]
+            if 0 <= y0 + i < h and 0 <= x0 + j < w:
+                pixel[:] = x[img, y0 + i, x0 + j]
+            else:
+                pixel[:] = 0
     return buffer, 0, 0, 0
 
 
 @njit(inline="always", **JIT)
 def _input_transform(d, img, y0, x0, r, v, t):
-    """``v[:, t] = B^T d B`` for the 4x4 tile ``d[img, y0:y0+4, x0:x0+4]``; ``r`` is scratch.
+    """``v[:, t] = B^T d B`` for the 6x6 tile ``d[img, y0:y0+6, x0:x0+6]``; ``r`` is scratch
+    ``(6, 6, C)``.
 
-    B^T turns four values into: d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
+    B^T turns six values into: 4 d0 - 5 d2 + d4, (d4 - 4 d2) +- (d3 - 4 d1),
+    (d4 - d2) +- 2 (d3 - d1), 4 d1 - 5 d3 + d5."""
     c = d.shape[3]
-    for j in range(4):  # r = B^T d: along the rows of the tile
-        d0, d1, d2, d3 = (
-            d[img, y0, x0 + j],
-            d[img, y0 + 1, x0 + j],
-            d[img, y0 + 2, x0 + j],
-            d[img, y0 + 3, x0 + j],
-        )
+    for j in range(6):  # r = B^T d: along the rows of the tile
         for ch in range(c):
-            r[0, j, ch] = d0[ch] - d2[ch]
-            r[1, j, ch] = d1[ch] + d2[ch]
-            r[2, j, ch] = d2[ch] - d1[ch]
-            r[3, j, ch] = d1[ch] - d3[ch]
-    for i in range(4):  # V = r B: along the columns
+            d0, d1, d2 = (
+                d[img, y0, x0 + j, ch],
+                d[img, y0 + 1, x0 + j, ch],
+                d[img, y0 + 2, x0 + j, ch],
+            )
+            d3, d4, d5 = (
+                d[img, y0 + 3, x0 + j, ch],
+                d[img, y0 + 4, x0 + j, ch],
+                d[img, y0 + 5, x0 + j, ch],
+            )
+            s, t4 = d4 - FOUR * d2, d3 - FOUR * d1
+            q, t2 = d4 - d2, TWO * (d3 - d1)
+            r[0, j, ch] = FOUR * d0 - FIVE * d2 + d4
+            r[1, j, ch] = s + t4
+            r[2, j, ch] = s - t4
+            r[3, j, ch] = q + t2
+            r[4, j, ch] = q - t2
+            r[5, j, ch] = FOUR * d1 - FIVE * d3 + d5
+    for i in range(6):  # V = r B: along the columns
         for ch in range(c):
-            v[4 * i + 0, t, ch] = r[i, 0, ch] - r[i, 2, ch]
-            v[4 * i + 1, t, ch] = r[i, 1, ch] + r[i, 2, ch]
-            v[4 * i + 2, t, ch] = r[i, 2, ch] - r[i, 1, ch]
-            v[4 * i + 3, t, ch] = r[i, 1, ch] - r[i, 3, ch]
+            d0, d1, d2 = r[i, 0, ch], r[i, 1, ch], r[i, 2, ch]
+            d3, d4, d5 = r[i, 3, ch], r[i, 4, ch], r[i, 5, ch]
+            s, t4 = d4 - FOUR * d2, d3 - FOUR * d1
+            q, t2 = d4 - d2, TWO * (d3 - d1)
+            v[6 * i + 0, t, ch] = FOUR * d0 - FIVE * d2 + d4
+            v[6 * i + 1, t, ch] = s + t4
+            v[6 * i + 2, t, ch] = s - t4
+            v[6 * i + 3, t, ch] = q + t2
+            v[6 * i + 4, t, ch] = q - t2
+            v[6 * i + 5, t, ch] = FOUR * d1 - FIVE * d3 + d5
 
 
 @njit(inline="always", **JIT)
 def _output_transform(products, t, bias, r, out):
-    """``out = A^T M A + bias``, the 2x2 outputs ``(2, 2, F)`` of tile ``t``; ``r`` is scratch
-    ``(2, 4, F)``.
+    """``out = A^T M A + bias``, the 4x4 outputs ``(4, 4, F)`` of tile ``t``; ``r`` is scratch
+    ``(4, 6, F)``.
 
-    A^T turns four values into: m0 + m1 + m2, m1 - m2 - m3."""
+    A^T turns six values into: m0 + (m1 + m2) + (m3 + m4), (m1 - m2) + 2 (m3 - m4),
+    (m1 + m2) + 4 (m3 + m4), (m1 - m2) + 8 (m3 - m4) + m5."""
     f = products.shape[2]
-    for j in range(4):  # r = A^T M
+    for j in range(6):  # r = A^T M
         for ch in range(f):
-            m1, m2 = products[4 + j, t, ch], products[8 + j, t, ch]
-            r[0, j, ch] = products[j, t, ch] + m1 + m2
-            r[1, j, ch] = m1 - m2 - products[12 + j, t, ch]
-    for i in range(2):  # Y = r A + bias
+            m0, m5 = products[j, t, ch], products[30 + j, t, ch]
+            s12 = products[6 + j, t, ch] + products[12 + j, t, ch]
+            d12 = products[6 + j, t, ch] - products[12 + j, t, ch]
+            s34 = products[18 + j, t, ch] + products[24 + j, t, ch]
+            d34 = products[18 + j, t, ch] - products[24 + j, t, ch]
+            r[0, j, ch] = m0 + s12 + s34
+            r[1, j, ch] = d12 + TWO * d34
+            r[2, j, ch] = s12 + FOUR * s34
+            r[3, j, ch] = d12 + EIGHT * d34 + m5
+    for i in range(4):  # Y = r A + bias
         for ch in range(f):
-            m1, m2 = r[i, 1, ch], r[i, 2, ch]
-            out[i, 0, ch] = r[i, 0, ch] + m1 + m2 + bias[ch]
-            out[i, 1, ch] = m1 - m2 - r[i, 3, ch] + bias[ch]
+            s12, d12 = r[i, 1, ch] + r[i, 2, ch], r[i, 1, ch] - r[i, 2, ch]
+            s34, d34 = r[i, 3, ch] + r[i, 4, ch], r[i, 3, ch] - r[i, 4, ch]
+            b = bias[ch]
+            out[i, 0, ch] = r[i, 0, ch] + s12 + s34 + b
+            out[i, 1, ch] = d12 + TWO * d34 + b
+            out[i, 2, ch] = s12 + FOUR * s34 + b
+            out[i, 3, ch] = d12 + EIGHT * d34 + r[i, 5, ch] + b
 
 
 @njit(inline="always", **JIT)
-def _store_tile(tile, size, y, img, y0, x0):
+def _store_tile(tile, y, img, y0, x0):
     """``y[img, y0 + i, x0 + j] = tile[i, j]`` where that lies inside ``y``."""
     h, w, c = y.shape[1], y.shape[2], y.shape[3]
-    for i in range(min(size, h - y0)):
-        for j in range(min(size, w - x0)):
+    for i in range(min(M, h - y0)):
+        for j in range(min(M, w - x0)):
             for ch in range(c):
                 y[img, y0 + i, x0 + j, ch] = tile[i, j, ch]
 
 
 @njit(inline="always", **JIT)
 def _grad_transform(g, img, y0, x0, r, z, t):
-    """``z[:, t] = A dY A^T`` for the 2x2 output-gradient tile ``g[img, y0:y0+2, x0:x0+2]``.
+    """``z[:, t] = A dY A^T`` for the 4x4 output-gradient tile ``g[img, y0:y0+4, x0:x0+4]``;
+    ``r`` is scratch ``(6, 4, F)``.
 
-    A turns two values into four: g0, g0 + g1, g0 - g1, -g1."""
+    A turns four values into six: g0, (g0 + g2) +- (g1 + g3), (g0 + 4 g2) +- 2 (g1 + 4 g3), g3."""
     f = g.shape[3]
-    for j in range(2):  # r = A dY
-        top, bottom = g[img, y0, x0 + j], g[img, y0 + 1, x0 + j]
+    for j in range(4):  # r = A dY
         for ch in range(f):
-            g0, g1 = top[ch], bottom[ch]
+            g0, g1 = g[img, y0, x0 + j, ch], g[img, y0 + 1, x0 + j, ch]
+            g2, g3 = g[img, y0 + 2, x0 + j, ch], g[img, y0 + 3, x0 + j, ch]
+            e, o = g0 + g2, g1 + g3
+            e4, o4 = g0 + FOUR * g2, TWO * (g1 + FOUR * g3)
             r[0, j, ch] = g0
-            r[1, j, ch] = g0 + g1
-            r[2, j, ch] = g0 - g1
-            r[3, j, ch] = -g1
-    for i in range(4):  # Z = r A^T
+            r[1, j, ch] = e + o
+            r[2, j, ch] = e - o
+            r[3, j, ch] = e4 + o4
+            r[4, j, ch] = e4 - o4
+            r[5, j, ch] = g3
+    for i in range(6):  # Z = r A^T
         for ch in range(f):
-            g0, g1 = r[i, 0, ch], r[i, 1, ch]
-            z[4 * i + 0, t, ch] = g0
-            z[4 * i + 1, t, ch] = g0 + g1
-            z[4 * i + 2, t, ch] = g0 - g1
-            z[4 * i + 3, t, ch] = -g1
+            g0, g1, g2, g3 = r[i, 0, ch], r[i, 1, ch], r[i, 2, ch], r[i, 3, ch]
+            e, o = g0 + g2, g1 + g3
+            e4, o4 = g0 + FOUR * g2, TWO * (g1 + FOUR * g3)
+            z[6 * i + 0, t, ch] = g0
+            z[6 * i + 1, t, ch] = e + o
+            z[6 * i + 2, t, ch] = e - o
+            z[6 * i + 3, t, ch] = e4 + o4
+            z[6 * i + 4, t, ch] = e4 - o4
+            z[6 * i + 5, t, ch] = g3
 
 
 @njit(inline="always", **JIT)
 def _input_grad_transform(grad_v, t, r, dd):
-    """``dd = B dV B^T``, the input gradient ``(4, 4, C)`` of tile ``t``; ``r`` is scratch
-    ``(4, 4, C)``.
+    """``dd = B dV B^T``, the input gradient ``(6, 6, C)`` of tile ``t``; ``r`` is scratch
+    ``(6, 6, C)``.
 
-    B turns four values into: v0, v1 - v2 + v3, v2 + v1 - v0, -v3."""
+    B turns six values into: 4 v0, 4 (v2 - v1) + 2 (v4 - v3) + 4 v5,
+    -5 v0 - 4 (v1 + v2) - (v3 + v4), (v1 - v2) + 2 (v3 - v4) - 5 v5, v0 + v1 + v2 + v3 + v4, v5."""
     c = grad_v.shape[2]
-    for q in range(4):  # r = B dV
+    for q in range(6):  # r = B dV
         for ch in range(c):
-            v0, v1 = grad_v[q, t, ch], grad_v[4 + q, t, ch]
-            v2, v3 = grad_v[8 + q, t, ch], grad_v[12 + q, t, ch]
-            r[0, q, ch] = v0
-            r[1, q, ch] = v1 - v2 + v3
-            r[2, q, ch] = v2 + v1 - v0
-            r[3, q, ch] = -v3
-    for i in range(4):  # dd = r B^T
+            v0, v1, v2 = grad_v[q, t, ch], grad_v[6 + q, t, ch], grad_v[12 + q, t, ch]
+            v3, v4, v5 = grad_v[18 + q, t, ch], grad_v[24 + q, t, ch], grad_v[30 + q, t, ch]
+            r[0, q, ch] = FOUR * v0
+            r[1, q, ch] = FOUR * (v2 - v1) + TWO * (v4 - v3) + FOUR * v5
+            r[2, q, ch] = -(FIVE * v0) - FOUR * (v1 + v2) - (v3 + v4)
+            r[3, q, ch] = (v1 - v2) + TWO * (v3 - v4) - FIVE * v5
+            r[4, q, ch] = v0 + v1 + v2 + v3 + v4
+            r[5, q, ch] = v5
+    for i in range(6):  # dd = r B^T
         for ch in range(c):
-            v0, v1, v2, v3 = r[i, 0, ch], r[i, 1, ch], r[i, 2, ch], r[i, 3, ch]
-            dd[i, 0, ch] = v0
-            dd[i, 1, ch] = v1 - v2 + v3
-            dd[i, 2, ch] = v2 + v1 - v0
-            dd[i, 3, ch] = -v3
+            v0, v1, v2 = r[i, 0, ch], r[i, 1, ch], r[i, 2, ch]
+            v3, v4, v5 = r[i, 3, ch], r[i, 4, ch], r[i, 5, ch]
+            dd[i, 0, ch] = FOUR * v0
+            dd[i, 1, ch] = FOUR * (v2 - v1) + TWO * (v4 - v3) + FOUR * v5
+            dd[i, 2, ch] = -(FIVE * v0) - FOUR * (v1 + v2) - (v3 + v4)
+            dd[i, 3, ch] = (v1 - v2) + TWO * (v3 - v4) - FIVE * v5
+            dd[i, 4, ch] = v0 + v1 + v2 + v3 + v4
+            dd[i, 5, ch] = v5
 
 
 @njit(inline="always", **JIT)
 def _add_tile(tile, grad_x, img, y0, x0):
     """``grad_x[img, y0 + i, x0 + j] += tile[i, j]`` where that lies inside the image."""
     h, w, c = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
-    for i in range(max(0, -y0), min(4, h - y0)):
-        for j in range(max(0, -x0), min(4, w - x0)):
+    for i in range(max(0, -y0), min(A, h - y0)):
+        for j in range(max(0, -x0), min(A, w - x0)):
             for ch in range(c):
                 grad_x[img, y0 + i, x0 + j, ch] += tile[i, j, ch]
 
@@ -171,23 +221,23 @@ def _winograd_forward(x, u, bias, pad, tiles_h, tiles_w, rows_per_task, y):
     for task in prange((total + rows_per_task - 1) // rows_per_task):
         first, last = task * rows_per_task, min(total, task * rows_per_task + rows_per_task)
         count = (last - first) * tiles_w
-        v = np.empty((16, count, c), dtype=x.dtype)
-        products = np.empty((16, count, f), dtype=x.dtype)
-        tile, scratch = np.empty((1, 4, 4, c), dtype=x.dtype), np.empty((4, 4, c), dtype=x.dtype)
-        out, scratch_out = np.empty((2, 2, f), dtype=x.dtype), np.empty((2, 4, f), dtype=x.dtype)
+        v = np.empty((A * A, count, c), dtype=x.dtype)
+        products = np.empty((A * A, count, f), dtype=x.dtype)
+        tile, scratch = np.empty((1, A, A, c), dtype=x.dtype), np.empty((A, A, c), dtype=x.dtype)
+        out, scratch_out = np.empty((M, M, f), dtype=x.dtype), np.empty((M, A, f), dtype=x.dtype)
         for r in range(first, last):
             img, th = r // tiles_h, r % tiles_h
             for tw in range(tiles_w):
-                src, i, y0, x0 = _tile(x, img, 2 * th - pad, 2 * tw - pad, 4, tile)
+                src, i, y0, x0 = _tile(x, img, M * th - pad, M * tw - pad, A, tile)
                 _input_transform(src, i, y0, x0, scratch, v, (r - first) * tiles_w + tw)
-        for xi in range(16):
+        for xi in range(A * A):
             np.dot(v[xi], u[xi], products[xi])
         for r in range(first, last):
             img, th = r // tiles_h, r % tiles_h
             for tw in range(tiles_w):
                 t = (r - first) * tiles_w + tw
                 _output_transform(products, t, bias, scratch_out, out)
-                _store_tile(out, 2, y, img, 2 * th, 2 * tw)
+                _store_tile(out, y, img, M * th, M * tw)
     return y
 
 
@@ -201,33 +251,31 @@ def _winograd_backward(x, grad_y, u_t, pad, tiles_h, tiles_w, step, sums_u, sums
     for task in prange((n + step - 1) // step):
         first, last = task * step, min(n, task * step + step)
         count = (last - first) * per_image
-        v = np.empty((16, count, c), dtype=x.dtype)
-        z = np.empty((16, count, f), dtype=x.dtype)
-        tile, scratch = np.empty((1, 4, 4, c), dtype=x.dtype), np.empty((4, 4, c), dtype=x.dtype)
-        grad, scratch_grad = (
-            np.empty((1, 2, 2, f), dtype=x.dtype),
-            np.empty((4, 2, f), dtype=x.dtype),
-        )
+        v = np.empty((A * A, count, c), dtype=x.dtype)
+        z = np.empty((A * A, count, f), dtype=x.dtype)
+        tile, scratch = np.empty((1, A, A, c), dtype=x.dtype), np.empty((A, A, c), dtype=x.dtype)
+        grad = np.empty((1, M, M, f), dtype=x.dtype)
+        scratch_grad = np.empty((A, M, f), dtype=x.dtype)
         thread = get_thread_id()
         for img in range(first, last):
             for th in range(tiles_h):
                 for tw in range(tiles_w):
                     t = (img - first) * per_image + th * tiles_w + tw
-                    src, i, y0, x0 = _tile(x, img, 2 * th - pad, 2 * tw - pad, 4, tile)
+                    src, i, y0, x0 = _tile(x, img, M * th - pad, M * tw - pad, A, tile)
                     _input_transform(src, i, y0, x0, scratch, v, t)
-                    src, i, y0, x0 = _tile(grad_y, img, 2 * th, 2 * tw, 2, grad)
+                    src, i, y0, x0 = _tile(grad_y, img, M * th, M * tw, M, grad)
                     _grad_transform(src, i, y0, x0, scratch_grad, z, t)
-        tile_sums = z[5]  # Z[1, 1] = g00 + g01 + g10 + g11: the sum of each tile's dY
+        tile_sums = z[A + 1]  # Z[1, 1] = the sum of the tile's 16 output gradients
         for t in range(count):  # db: the sum of dY
             for ch in range(f):
                 sums_b[thread, ch] += tile_sums[t, ch]
         part = np.empty((c, f), dtype=x.dtype)
-        for xi in range(16):
+        for xi in range(A * A):
             np.dot(v[xi].T, z[xi], part)  # dU = V^T Z
             sums_u[thread, xi] += part
         if grad_x.shape[0] > 0:  # dV = Z U^T, then dx = B dV B^T, overlapping tiles summed
             grad_v = v  # V is no longer needed: reuse its memory
-            for xi in range(16):
+            for xi in range(A * A):
                 np.dot(z[xi], u_t[xi], grad_v[xi])
             grad_x[first:last] = 0
             for img in range(first, last):
@@ -235,23 +283,23 @@ def _winograd_backward(x, grad_y, u_t, pad, tiles_h, tiles_w, step, sums_u, sums
                     for tw in range(tiles_w):
                         t = (img - first) * per_image + th * tiles_w + tw
                         _input_grad_transform(grad_v, t, scratch, tile[0])
-                        _add_tile(tile[0], grad_x, img, 2 * th - pad, 2 * tw - pad)
+                        _add_tile(tile[0], grad_x, img, M * th - pad, M * tw - pad)
     return sums_u
 
 
 def winograd_conv2d_forward(x: np.ndarray, w_ext: np.ndarray, pad: int) -> np.ndarray:
-    """``conv2d_forward(x, w_ext, 3, 1, pad)`` by Winograd's F(2x2, 3x3) (see ``kernels.winograd``)."""
+    """``conv2d_forward(x, w_ext, 3, 1, pad)`` by Winograd's F(4x4, 3x3) (see ``kernels.winograd``)."""
     n, h, w, c = x.shape
     f = w_ext.shape[0]
     oh, ow = window_output_size(h, 3, 1, pad), window_output_size(w, 3, 1, pad)
-    tiles_h, tiles_w = tile_grid(oh, ow, 2)
-    u = filter_transform(w_ext, 2)
-    bias = np.ascontiguousarray(w_ext[:, -1])
-    rows_per_task = items_per_task(n * tiles_h, tiles_w * 16 * (c + f) * x.itemsize)
-    y = np.empty((n, oh, ow, f), dtype=x.dtype)
+    tiles_h, tiles_w = tile_grid(oh, ow, M)
     pin_numba_blas_to_one_thread()
+    u = filter_transform(w_ext, M, _dot)
+    bias = np.ascontiguousarray(w_ext[:, -1])
+    rows_per_task = items_per_task(n * tiles_h, tiles_w * A * A * (c + f) * x.itemsize)
+    y = np.empty((n, oh, ow, f), dtype=x.dtype)
     x = np.ascontiguousarray(x)
-    work = n * tiles_h * tiles_w * 16 * (c + f)
+    work = n * tiles_h * tiles_w * A * A * (c + f)
     run(_winograd_forward, work, x, u, bias, pad, tiles_h, tiles_w, rows_per_task, y)
     return y
 
@@ -262,19 +310,19 @@ def winograd_conv2d_backward(
     """``([dW_mat | db], dx or None)`` of ``winograd_conv2d_forward`` (see ``kernels.winograd``)."""
     n, h, w, c = x.shape
     f = w_ext.shape[0]
-    tiles_h, tiles_w = tile_grid(grad_y.shape[1], grad_y.shape[2], 2)
-    u_t = np.ascontiguousarray(filter_transform(w_ext, 2).transpose(0, 2, 1))
-    step = items_per_task(n, tiles_h * tiles_w * 16 * (c + f) * x.itemsize)
+    tiles_h, tiles_w = tile_grid(grad_y.shape[1], grad_y.shape[2], M)
+    pin_numba_blas_to_one_thread()
+    u_t = np.ascontiguousarray(filter_transform(w_ext, M, _dot).transpose(0, 2, 1))
+    step = items_per_task(n, tiles_h * tiles_w * A * A * (c + f) * x.itemsize)
     threads = config.NUMBA_NUM_THREADS
-    sums_u = np.empty((threads, 16, c, f), dtype=x.dtype)
+    sums_u = np.empty((threads, A * A, c, f), dtype=x.dtype)
     sums_b = np.empty((threads, f), dtype=x.dtype)
     grad_x = np.empty(x.shape if input_grad else (0, h, w, c), dtype=x.dtype)
-    pin_numba_blas_to_one_thread()
     x, grad_y = np.ascontiguousarray(x), np.ascontiguousarray(grad_y)
-    work = n * tiles_h * tiles_w * 16 * (c + f)
+    work = n * tiles_h * tiles_w * A * A * (c + f)
     args = (x, grad_y, u_t, pad, tiles_h, tiles_w, step, sums_u, sums_b, grad_x)
     run(_winograd_backward, work, *args)
     grad_ext = np.empty((f, 9 * c + 1), dtype=x.dtype)
-    grad_ext[:, :-1] = filter_gradient(sums_u.sum(axis=0), 2)
+    grad_ext[:, :-1] = filter_gradient(sums_u.sum(axis=0), M, _dot)
     grad_ext[:, -1] = sums_b.sum(axis=0)
     return grad_ext, (grad_x if input_grad else None)
