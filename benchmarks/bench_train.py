@@ -15,9 +15,11 @@ import time
 
 from common import (
     ARCHES,
+    add_memory_option,
     import_npcnn,
     machine,
     median,
+    memory_as_in_fit,
     peak_rss_mib,
     random_batch,
     report,
@@ -37,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--cold-cache", action="store_true", help="compile Numba kernels from scratch")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_memory_option(p)
     return p.parse_args()
 
 
@@ -45,6 +48,7 @@ def main() -> None:
     if args.cold_cache:
         use_cold_numba_cache()
     npcnn, import_s = import_npcnn(args.backend, args.threads or None)
+    kept = memory_as_in_fit(npcnn, args)
     from npcnn.digits import architectures
 
     model = architectures.build(args.arch, seed=0)
@@ -71,6 +75,7 @@ def main() -> None:
         "import_s": import_s,
         "first_step_s": first_step_s,
         "peak_rss_mib": peak_rss_mib(),
+        "malloc_as_in_fit": kept,
         "machine": machine(),
     }
     report(result, args.json)

@@ -107,6 +107,29 @@ def import_npcnn(backend: str, threads: int | None) -> tuple[Any, float]:
     return npcnn, seconds
 
 
+def add_memory_option(parser: Any) -> None:
+    """``--malloc-default``: measure training without the memory setting ``fit`` makes."""
+    parser.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="leave glibc's malloc as it is (Sequential.fit keeps freed memory for reuse)",
+    )
+
+
+def memory_as_in_fit(npcnn: Any, args: Any) -> bool:
+    """Set glibc's ``malloc`` as ``Sequential.fit`` does before it trains
+    (``npcnn.settings.keep_freed_memory_for_reuse``), unless ``args.malloc_default``.
+
+    Every training run has that setting, and the benchmarks time ``train_step`` directly, without
+    ``fit``: without it, glibc hands the big arrays of each step back to the kernel and the next
+    step faults them in again, zero-filled (measured: a NumPy Winograd forward pass 39 ms instead
+    of 18 ms).  Returns whether the setting is in force.
+    """
+    if getattr(args, "malloc_default", False):
+        return False
+    return npcnn.settings.keep_freed_memory_for_reuse()
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import platform

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from common import ARCHES, machine, median, random_batch
+from common import ARCHES, add_memory_option, machine, median, memory_as_in_fit, random_batch
 
 TASKS = ("train", "infer1", "infer1000")
 
@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bulks", type=int, default=2, help="timed 1,000-image predictions per block")
     p.add_argument("--skip-infer", action="store_true", help="training only")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_memory_option(p)
     p.add_argument("--worker", choices=["npcnn", "torch"], help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -102,6 +103,7 @@ def npcnn_tasks(args: argparse.Namespace) -> dict[str, Callable[[], object]]:
     from npcnn.digits import architectures
 
     npcnn.set_threads(args.threads)
+    memory_as_in_fit(npcnn, args)  # as Sequential.fit does before training
     model = architectures.build(args.arch, seed=0)
     optimizer = npcnn.Adam(1e-3)
     x, y = random_batch(args.batch_size)
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         f"--backend={args.backend}",
         f"--threads={args.threads}",
         f"--batch-size={args.batch_size}",
+        *(["--malloc-default"] if args.malloc_default else []),
     ]
     workers = {name: start_worker(name, worker_argv) for name in ("npcnn", "torch")}
     counts = {"train": args.batches, "infer1": args.singles, "infer1000": args.bulks}
@@ -225,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "batch_size": args.batch_size,
         "rounds": args.rounds,
+        "malloc_as_in_fit": not args.malloc_default,
         "torch": torch.__version__,
     }
     ours, theirs = speeds("train", lambda s: args.batch_size / s)
@@ -243,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.arch}: npcnn ({args.backend}) vs PyTorch {torch.__version__}, "
         f"{args.threads} thread(s), batch {args.batch_size}, {args.rounds} alternating rounds"
+        + ("" if args.malloc_default else ", npcnn's malloc as in fit")
     )
     rows = [
         ("training img/s", "train_img_per_s", "train_ratio"),

@@ -16,7 +16,15 @@ import time
 from collections import defaultdict
 
 import numpy as np
-from common import ARCHES, import_npcnn, median, random_batch, time_calls
+from common import (
+    ARCHES,
+    add_memory_option,
+    import_npcnn,
+    median,
+    memory_as_in_fit,
+    random_batch,
+    time_calls,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -26,6 +34,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="maths threads (0 = every core)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=15)
+    add_memory_option(p)
     return p.parse_args()
 
 
@@ -74,6 +83,16 @@ def profile_layers(npcnn, model, x, y, repeats: int) -> None:
         print(f"{name:<16} {'':<18} {t:8.2f} {'':>9} {100 * t / total:5.1f}%")
 
 
+def conv_path(layer, n: int) -> str:
+    """Which algorithm the active backend uses for this convolution on ``n`` images."""
+    from npcnn.kernels import winograd
+
+    c, f, k = layer.in_channels, layer.out_channels, layer.kernel_size
+    if winograd.use_winograd(n, c, f, k, layer.stride):
+        return f"Winograd F({winograd.WINOGRAD_TILE}x{winograd.WINOGRAD_TILE}, 3x3)"
+    return "im2col + GEMM"
+
+
 def kernel_timings(layer, x_in: np.ndarray, timed) -> None:
     """Time the kernels of one layer on its real input ``x_in`` (calls ``timed(name, fn)``)."""
     from npcnn import kernels
@@ -94,9 +113,10 @@ def kernel_timings(layer, x_in: np.ndarray, timed) -> None:
         timed(f"{tag} GEMM dW (+ db)", lambda: g.T @ cols_ext, gemm)
         timed(f"{tag} GEMM dcols", lambda: g @ w_mat, gemm)
         timed(f"{tag} col2im", lambda: kernels.col2im(cols, xl.shape, k, k, s, p))
-        timed(f"{tag} whole forward (chunked)", lambda: layer.forward(x_in, training=True), gemm)
+        path = conv_path(layer, len(x_in))
+        timed(f"{tag} forward: {path}", lambda: layer.forward(x_in, training=True), gemm)
         y = layer.forward(x_in, training=True)
-        timed(f"{tag} whole backward (chunked)", lambda: layer.backward(y), 2 * gemm)
+        timed(f"{tag} backward: {path}", lambda: layer.backward(y), 2 * gemm)
     elif isinstance(layer, MaxPool2D):
         xl = channels_last(x_in)
         size, stride = layer.size, layer.stride
@@ -146,13 +166,14 @@ def profile_kernels(npcnn, model, x, repeats: int) -> None:
 def main() -> None:
     args = parse_args()
     npcnn, _ = import_npcnn(args.backend, args.threads or None)
+    kept = memory_as_in_fit(npcnn, args)
     from npcnn.digits import architectures
 
     model = architectures.build(args.arch, seed=0)
     x, y = random_batch(args.batch_size)
     print(
         f"{args.arch}, backend {npcnn.get_backend()}, threads {args.threads or 'all'}, "
-        f"batch {args.batch_size}"
+        f"batch {args.batch_size}, malloc as in fit: {kept}"
     )
     profile_layers(npcnn, model, x, y, args.repeats)
     profile_kernels(npcnn, model, x, args.repeats)
