@@ -46,7 +46,9 @@ from npcnn.digits.augment import AugmentConfig, augment_batch
 from npcnn.digits.data import load_mnist, train_val_split
 from npcnn.digits.feedback import FeedbackStore, StoreUnavailable, is_held_out
 from npcnn.digits.model_card import (
+    NOT_A_DIGIT,
     calibration_report,
+    choose_refusal_offset,
     machine_description,
     refusal_figures,
     write_model_card,
@@ -467,14 +469,29 @@ def synthetic_test_report(model: npcnn.Sequential, seed: int) -> dict[str, Any]:
 
 
 def calibrate(model: npcnn.Sequential, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
-    """Temperature scaling, fitted on the validation split: when it lowers the validation NLL by
-    1% or more, T is folded into the last layer (``W / T``, ``b / T`` give ``logits / T``)."""
-    report = calibration_report(model.predict_logits(x_val), y_val)
+    """Two adjustments of the last layer, both fitted on the validation split.
+
+    1. With 11 outputs, the refusal offset (``choose_refusal_offset``): added to the "not a
+       digit" bias ``b[10]`` when it refuses fewer validation digits (the card records the
+       validation figures before and after).
+    2. Temperature scaling: when it lowers the validation NLL by 1% or more, T is folded into
+       the last layer (``W / T``, ``b / T`` give ``logits / T``).
+    """
+    last = model.layers[-1]
+    logits = model.predict_logits(x_val)
+    refusal = None
+    if logits.shape[1] > NOT_A_DIGIT:
+        before = refusal_figures(logits.argmax(axis=1), y_val)
+        refusal = {"before": before, **choose_refusal_offset(logits, y_val)}
+        last.params["b"][NOT_A_DIGIT] += np.asarray(refusal["offset"], dtype=last.params["b"].dtype)
+        logits = model.predict_logits(x_val)
+    report = calibration_report(logits, y_val)
     report["applied"] = report["nll_after"] <= 0.99 * report["nll_before"]
     if report["applied"]:
-        last = model.layers[-1]
         for name in ("W", "b"):
             last.params[name] /= np.asarray(report["temperature"], dtype=last.params[name].dtype)
+    if refusal is not None:
+        report["refusal"] = refusal
     return report
 
 

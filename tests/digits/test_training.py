@@ -122,3 +122,22 @@ def test_refusal_figures():
         "digits_refused": 1 / 3,
         "non_digits_refused": 1 / 2,
     }
+
+
+def test_refusal_offset_refuses_fewer_digits_and_keeps_enough_non_digits():
+    # Three digits, the third refused by a small margin; two non-digits, refused by 1 and 3.
+    logits = np.zeros((5, 11))
+    logits[0, 0], logits[1, 1] = 5.0, 5.0
+    logits[2, 2], logits[2, 10] = 2.0, 2.6  # a digit refused: class 10 wins by 0.6
+    logits[3, 10], logits[3, 4] = 4.0, 3.0  # a non-digit, refused by 1.0
+    logits[4, 10], logits[4, 5] = 6.0, 3.0  # a non-digit, refused by 3.0
+    labels = np.array([0, 1, 2, 10, 10])
+    chosen = model_card.choose_refusal_offset(logits, labels, min_non_digits_refused=1.0)
+    assert chosen["offset"] == -0.75  # the first step past -0.6; both non-digits still refused
+    assert chosen["digit_accuracy"] == 1.0 and chosen["non_digits_refused"] == 1.0
+    # Asked to keep only half the non-digits, it still takes the offset closest to 0 that
+    # reads every digit, not a bigger one.
+    assert model_card.choose_refusal_offset(logits, labels, 0.5)["offset"] == -0.75
+    # Nothing to gain: offset 0.
+    logits[2, 10] = 0.0
+    assert model_card.choose_refusal_offset(logits, labels)["offset"] == 0.0
