@@ -1,14 +1,21 @@
 """Picture -> reading: what the app asks of a trained digit model.
 
 Data flows one way: bytes -> ``open_picture`` (safe decoding) -> ``to_mnist`` (one digit) or
-``segment_digits`` (a number) -> ``model.predict`` -> a *reading*: a dict ready to be sent as JSON::
+``numbers.number_candidates`` (a number) -> ``model.predict`` -> a *reading*: a dict ready to be
+sent as JSON::
 
     {"digit": 7, "confidence": 0.99, "probabilities": [10 floats], "is_digit": true,
      "not_digit_probability": 0.0, "low_confidence": false, "runner_up": 1,
      "preview": "data:image/png;base64,..."}
 
 A model with an eleventh output (class 10: "not a digit") may answer ``"is_digit": false``;
-``digit`` is then still the closest digit (see ``reading``).
+``digit`` is then still the closest digit (see ``reading``).  ``read_digit`` also says whether the
+picture ``looks_like_number`` (2+ digits side by side: the page suggests number mode).
+
+``Recogniser.read_number`` reads a whole number by recognition-driven segmentation
+(``npcnn.digits.numbers``: the ink proposes cuts, the network scores every candidate digit in one
+batch, dynamic programming picks the best reading and its runner-up); ``method="ink"`` keeps the
+older ink-only segmentation (``preprocess.segment_digits``) for comparison.
 
 ``Recogniser.explain`` adds what the network looks at, from one forward and one backward pass
 (``Sequential.inspect``): the saliency map and the first convolution block's feature maps, drawn
@@ -46,21 +53,23 @@ import numpy as np
 from PIL import Image
 
 import npcnn
-from npcnn.digits import analysis
+from npcnn.digits import analysis, numbers
 from npcnn.digits.errors import ImageError, NoInkError
-from npcnn.digits.preprocess import decode_image, segment_digits, to_mnist
+from npcnn.digits.numbers import MAX_DIGITS, TooManyMarksError
+from npcnn.digits.preprocess import (
+    InkImage,
+    decode_image,
+    find_ink,
+    ink_to_mnist,
+    segment_digits,
+)
 from npcnn.errors import ConfigError, ModelFileError, NpcnnError
 
 LOW_CONFIDENCE = 0.6  # below this top probability the page says "not sure"
-MAX_DIGITS = 24  # a "number" with more separate marks than this is refused
 VERSION_DIGITS = 12  # hex digits of the weights' sha256 that name a model version
 NOT_A_DIGIT = 10  # class 10 of an 11-output model: "that is not a digit" (npcnn.digits.synth)
 
 log = logging.getLogger("npcnn.digits.recogniser")
-
-
-class TooManyMarksError(ImageError):
-    """A picture of a number holds more separate marks than ``MAX_DIGITS``."""
 
 
 # --------------------------------------------------------------------- bytes in, pictures out
@@ -290,12 +299,24 @@ class Recogniser:
     def prepare(self, data: bytes) -> np.ndarray:
         """A picture of one digit -> the (28, 28) image the model reads (the ``preprocess``
         stage)."""
+        return self._prepare_with_ink(data)[0]
+
+    def _prepare_with_ink(self, data: bytes) -> tuple[np.ndarray, InkImage]:
+        """``prepare``, and the picture's clean ink (``find_ink``) it was framed from: exactly
+        ``to_mnist(open_picture(data))``, with the ink kept for a second look."""
         with self._stage("preprocess"):
-            return to_mnist(open_picture(data))
+            ink = find_ink(open_picture(data))
+            return ink_to_mnist(ink.pixels), ink
 
     def read_digit(self, data: bytes) -> dict[str, Any]:
-        """The reading of a picture of one digit."""
-        return {**self.classify([self.prepare(data)])[0], "model": self.identity}
+        """The reading of a picture of one digit, and whether the picture rather
+        ``looks_like_number`` (``numbers.looks_like_number``: 2+ digits side by side)."""
+        image, ink = self._prepare_with_ink(data)
+        return {
+            **self.classify([image])[0],
+            "model": self.identity,
+            "looks_like_number": numbers.looks_like_number(ink.pixels),
+        }
 
     def read_digits(
         self, pictures: Sequence[bytes | NpcnnError]
@@ -325,12 +346,58 @@ class Recogniser:
         """``explain`` for a picture of one digit."""
         return {**self.explain(self.prepare(data)), "model": self.identity}
 
-    def read_number(self, data: bytes) -> dict[str, Any]:
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        """``model.predict`` of a (N, 1, 28, 28) batch, timed as the ``model`` stage."""
+        with self._stage("model"):
+            return self.model.predict(batch.astype(np.float32, copy=False))
+
+    def segment_number(self, data: bytes) -> numbers.NumberReading:
+        """A picture of a number -> its best reading (``numbers.read_number``): the ink and the
+        candidate digits are the ``preprocess`` stage, their one batch the ``model`` stage."""
+        with self._stage("preprocess"):
+            ink = find_ink(open_picture(data))
+            candidates = numbers.number_candidates(ink)
+        probabilities = self._predict(candidates.images[:, None])
+        return numbers.choose_reading(candidates, probabilities)
+
+    def read_number(self, data: bytes, method: str = "recognition") -> dict[str, Any]:
         """A picture of several digits side by side, read left to right as one number.
 
-        Each digit's reading has its ``box`` ``[x0, y0, x1, y1]`` in the pixels of the decoded
-        picture, whose ``image_size`` is ``[width, height]``.
+        ``method="recognition"`` (the default): recognition-driven segmentation
+        (``npcnn.digits.numbers``); ``"ink"``: the older ink-only ``segment_digits``, kept to
+        compare with.  Each digit's reading has its ``box`` ``[x0, y0, x1, y1]`` in the pixels
+        of the decoded picture, whose ``image_size`` is ``[width, height]``.  ``confidence`` is
+        the number's: the product of its digits' confidences; ``runner_up`` the second-best
+        reading ``{"number", "confidence"}`` when its confidence is at least
+        ``numbers.RUNNER_UP_RATIO`` of the best one's, else ``None`` (always ``None`` for
+        ``"ink"``).
         """
+        if method == "ink":
+            return self._read_number_by_ink(data)
+        if method != "recognition":
+            raise ValueError(f"method must be 'recognition' or 'ink', got {method!r}")
+        found = self.segment_number(data)
+        digits = [reading(d.image, d.probabilities) for d in found.digits]
+        for digit, part in zip(digits, found.digits, strict=True):
+            digit["box"] = [int(v) for v in part.box]
+        runner_up = found.runner_up
+        width, height = found.input_size
+        return {
+            "number": found.number,
+            "digits": digits,
+            "image_size": [width, height],
+            "low_confidence": any(d["low_confidence"] for d in digits),
+            "confidence": round(found.confidence, 6),
+            "runner_up": (
+                None
+                if runner_up is None
+                else {"number": runner_up[0], "confidence": round(runner_up[1], 6)}
+            ),
+            "model": self.identity,
+        }
+
+    def _read_number_by_ink(self, data: bytes) -> dict[str, Any]:
+        """``read_number`` with the ink-only segmentation (``segment_digits``)."""
         with self._stage("preprocess"):
             picture = open_picture(data)
             crops = segment_digits(picture)
@@ -349,6 +416,8 @@ class Recogniser:
             "digits": digits,
             "image_size": [picture.width, picture.height],
             "low_confidence": any(d["low_confidence"] for d in digits),
+            "confidence": round(float(np.prod([d["confidence"] for d in digits])), 6),
+            "runner_up": None,
             "model": self.identity,
         }
 
@@ -362,13 +431,10 @@ class Recogniser:
         if index is None:
             image = self.prepare(data)
         else:
-            with self._stage("preprocess"):
-                crops = segment_digits(open_picture(data))
-            if not crops:
-                raise NoInkError("nothing to recognise: the image looks blank")
-            if not 0 <= index < len(crops):
-                raise ImageError(f"no digit {index} in this picture: it holds {len(crops)}")
-            image = crops[index].image
+            found = self.segment_number(data)
+            if not 0 <= index < len(found.digits):
+                raise ImageError(f"no digit {index} in this picture: it holds {len(found.digits)}")
+            image = found.digits[index].image
         answer = self.classify([image])[0]
         return {
             "image": image,

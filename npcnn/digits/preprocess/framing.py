@@ -225,6 +225,12 @@ def to_mnist(image: Image.Image | np.ndarray) -> np.ndarray:
     Raises ``NoInkError`` when there is nothing to recognise and ``ImageError`` for unusable input.
     See the module docstring for the steps.
     """
-    ink = keep_main_ink(find_ink(image).pixels)
-    crop, _ = crop_to_ink(ink)
+    return ink_to_mnist(find_ink(image).pixels)
+
+
+def ink_to_mnist(ink: np.ndarray) -> np.ndarray:
+    """Steps 5-8 for the clean ink of one digit (``find_ink(...).pixels``): keep the main ink
+    (``keep_main_ink``), crop, normalise the stroke, scale and centre.  ``to_mnist`` is
+    ``ink_to_mnist(find_ink(image).pixels)``."""
+    crop, _ = crop_to_ink(keep_main_ink(ink))
     return place_in_frame(normalise_stroke(crop))

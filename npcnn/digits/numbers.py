@@ -1,0 +1,557 @@
+"""Reading a whole number: recognition-driven segmentation.
+
+``preprocess.segment`` decides where one digit ends and the next begins from the ink alone, before
+the network has a say; touching digits, a "1" leaning on its neighbour or a 5 whose top bar floats
+free then come out as the wrong digits.  Here the ink only *proposes* cuts, and the network chooses
+among them:
+
+1. **Atoms** (``find_atoms``).  The ink's connected pieces (8-neighbour), minus specks and
+   underlines.  A piece wide enough to hold two digits is sliced at the valleys of its column
+   projection ``p(x) = sum_y ink(y, x)`` (where touching digits meet, little ink crosses a
+   column): each slice is an atom.  Atoms are ordered by the centre of their columns.
+2. **Candidate segments** (``number_candidates``).  Every run of 1 to ``MAX_ATOMS`` consecutive
+   atoms that could be one digit (not much wider than tall, no wide gap inside) is a candidate:
+   its ink is framed exactly like a single digit (``crop_to_ink``, ``normalise_stroke``,
+   ``place_in_frame``), so one run may join a 5's body and its bar, the two strokes of a 4, or the
+   halves of a broken stroke.
+3. **Scores**.  All candidates go through the network in ONE ``model.predict``.  A candidate's
+   score is ``log P(best digit)``: with an 11-output model the probabilities include class 10
+   ("not a digit"), so a half digit or two digits in one candidate lose probability to it (the
+   rejection score); a 10-output model has only its top probability to go by.
+4. **The best reading** (``best_readings``): dynamic programming over the cut positions.  A
+   reading is a path ``0 = c_0 < c_1 < ... < c_m = n`` through the ``n + 1`` positions between
+   atoms; its score is
+
+       S = sum_k [ log P_k(d_k) + log prior(segment k) + DIGIT_BIAS ] - sum of cut costs
+           + SKIP_COST per small mark left out
+
+   where ``prior`` penalises segments much wider than tall or much shorter than the line
+   (``segment_prior``), a cut through a piece costs ``CUT_WEIGHT x`` the ink its column crosses
+   (relative to the piece's fullest column), and a small mark (a speck, a dot) may be skipped.
+   ``best[j] = max_i best[i] + score(i, j)``: O(n x MAX_ATOMS) steps.  Keeping the ``KEEP`` best
+   partial readings with different digit strings at each position (and each segment's two most
+   probable digits) gives the runner-up reading as well.
+
+The **number's confidence** is the product of its digits' confidences (each the probability the
+network gave that digit for that segment); the runner-up's is computed the same way, and it is
+reported when it is at least ``RUNNER_UP_RATIO`` of the best one's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from npcnn.digits.errors import ImageError, NoInkError
+from npcnn.digits.preprocess.framing import (
+    MNIST_BOX,
+    crop_to_ink,
+    normalise_stroke,
+    place_in_frame,
+    stroke_goal,
+    stroke_width,
+)
+from npcnn.digits.preprocess.ink import EIGHT_NEIGHBOURS, InkImage, piece_masses
+
+NOT_A_DIGIT = 10  # class 10 of an 11-output model
+MAX_DIGITS = 24  # a "number" with more digit-sized marks than this is refused
+MAX_ATOMS = 4  # a candidate digit joins at most this many atoms
+MAX_WIDTH = 1.6  # ... and is at most this many line heights wide
+MAX_GAP = 0.45  # ... and has no empty gap wider than this many line heights inside
+
+# The weights of the reading's score (tuned on the development number set, never on the test set)
+DIGIT_BIAS = -0.5  # log-score added per digit: more digits must earn their place
+CUT_WEIGHT = 1.5  # a cut through a piece costs this x (its column's ink / the fullest column's)
+GAP_WEIGHT = 4.0  # an empty gap inside a digit costs this x (gap / line height)
+SKIP_COST = -1.5  # leaving out a small mark (a speck, a stray dot)
+WIDE_RATIO = 1.2  # a digit wider than this x its height pays a quadratic penalty ...
+WIDE_SCALE = 0.4  # ... of ((ratio - WIDE_RATIO) / WIDE_SCALE)^2
+SHORT_RATIO = 0.45  # a digit shorter than this x the line's height pays ...
+SHORT_SCALE = 0.15  # ... ((SHORT_RATIO - ratio) / SHORT_SCALE)^2
+KEEP = 4  # partial readings kept per position (for the runner-up)
+RUNNER_UP_RATIO = 0.1  # report the runner-up when its confidence is at least this x the best's
+
+
+class TooManyMarksError(ImageError):
+    """A picture of a number holds more separate marks than ``MAX_DIGITS``."""
+
+
+# --------------------------------------------------------------------- 1. atoms
+@dataclass(frozen=True)
+class Atom:
+    """The smallest unit of ink a digit is made of: a connected piece, or a slice of a wide one.
+
+    ``pixels`` is its ink (float32) in its box ``(x0, y0, x1, y1)`` (working pixels, exclusive
+    ends); ``cut_cost`` the cost of the cut on its left (0 unless it starts inside a piece);
+    ``small`` whether it may be left out as a speck; ``piece`` the label of its piece.
+    """
+
+    pixels: np.ndarray
+    box: tuple[int, int, int, int]
+    piece: int
+    cut_cost: float
+    small: bool
+
+    @property
+    def centre(self) -> float:
+        return (self.box[0] + self.box[2]) / 2
+
+
+@dataclass
+class Atoms:
+    """The atoms of a number, left to right, and the height of its line of digits (px)."""
+
+    atoms: list[Atom]
+    line_height: float
+    digit_marks: int  # digit-sized marks (pieces that overlap little in x): at most MAX_DIGITS
+
+
+def valley_cuts(projection: np.ndarray, height: float) -> list[tuple[int, float]]:
+    """Candidate cut columns inside one piece, from its column projection ``p`` (ink per column).
+
+    ``p`` is smoothed with [1, 2, 1] / 4.  A column ``c`` is a candidate when it is a valley:
+    the lowest within +-0.06 ``height``, with more ink on *both* sides within 0.35 ``height``
+    (the lower of the two peaks at least ``p(c) + 0.15 max p``), and at least 0.08 ``height``
+    from either edge (a digit is at least that wide).  Its cost is ``p(c) / max p``: 0 where the
+    digits barely touch.  At most ``width / (0.12 height)`` cuts, the cheapest.  Returns
+    ``[(column, cost)]`` left to right.
+    """
+    width = len(projection)
+    if width < 0.25 * height or width < 4:
+        return []
+    smooth = np.convolve(np.pad(projection, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+    top = max(float(smooth.max()), 1e-9)
+    reach = max(1, round(0.06 * height))
+    side = max(2, round(0.35 * height))
+    lowest = ndimage.minimum_filter1d(smooth, 2 * reach + 1, mode="nearest")
+    margin = max(2, round(0.08 * height))
+    cuts, last = [], -width
+    for column in range(margin, width - margin + 1):
+        value = smooth[column]
+        if value > lowest[column] or column - last <= reach:
+            continue
+        peaks = min(
+            smooth[max(0, column - side) : column].max(),
+            smooth[column + 1 : column + side + 1].max(),
+        )
+        if peaks >= value + 0.15 * top:
+            cuts.append((column, float(value / top)))
+            last = column
+    most = max(1, int(width / (0.12 * height)))
+    return sorted(sorted(cuts, key=lambda c: c[1])[:most])
+
+
+def find_atoms(ink: np.ndarray) -> Atoms:
+    """Clean ink (H, W) -> its atoms: pieces minus specks and underlines, wide ones sliced.
+
+    The line height ``H`` is the tallest piece holding at least 15% of the heaviest piece's ink.
+    Dropped: underlines (flatter than 1:4, under 0.35 ``H`` tall and at least 0.8 ``H`` wide) and
+    tiny specks (under 3% of the heaviest piece's ink).  Marks under 0.5 ``H`` tall and under 30%
+    of the heaviest piece's ink are ``small``: the reading may leave them out.  Pieces are sliced
+    at ``valley_cuts``.  No ink -> ``NoInkError``.
+    """
+    labels, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
+    if count == 0:
+        raise NoInkError("nothing to recognise: the image looks blank")
+    masses = piece_masses(ink, labels, count)
+    boxes = ndimage.find_objects(labels)
+    heights = np.array([b[0].stop - b[0].start for b in boxes], dtype=np.float64)
+    widths = np.array([b[1].stop - b[1].start for b in boxes], dtype=np.float64)
+    heaviest = float(masses.max())
+    line_height = float(heights[masses >= 0.15 * heaviest].max())
+    underline = (heights * 4 < widths) & (heights < 0.35 * line_height)
+    underline &= widths >= 0.8 * line_height
+    keep = ~underline & (masses >= 0.03 * heaviest)
+    if not keep.any():
+        raise NoInkError("nothing to recognise: only specks or lines, no digits")
+    atoms: list[Atom] = []
+    for index in np.flatnonzero(keep):
+        rows, columns = boxes[index]
+        piece = np.where(labels[rows, columns] == index + 1, ink[rows, columns], 0.0)
+        small = heights[index] < 0.5 * line_height and masses[index] < 0.3 * heaviest
+        cuts = [] if small else valley_cuts(piece.sum(axis=0), heights[index])
+        edges = [(0, 0.0), *cuts, (piece.shape[1], 0.0)]
+        for (left, cost), (right, _) in zip(edges[:-1], edges[1:], strict=True):
+            part = piece[:, left:right]
+            filled = np.flatnonzero(part.any(axis=1))
+            if filled.size == 0:
+                continue
+            top, bottom = int(filled[0]), int(filled[-1]) + 1
+            box = (
+                columns.start + left,
+                rows.start + top,
+                columns.start + right,
+                rows.start + bottom,
+            )
+            atoms.append(Atom(part[top:bottom].copy(), box, index + 1, cost, bool(small)))
+    atoms.sort(key=lambda a: a.centre)
+    digit_marks = _count_digit_marks([boxes[i] for i in np.flatnonzero(keep)], line_height)
+    return Atoms(atoms, line_height, digit_marks)
+
+
+def _count_digit_marks(boxes: list[tuple[slice, slice]], line_height: float) -> int:
+    """How many marks at least 0.3 ``line_height`` tall stand side by side (a mark sharing over
+    60% of its columns with an earlier one counts with it): what ``MAX_DIGITS`` limits."""
+    spans: list[tuple[int, int]] = []
+    for rows, columns in sorted(boxes, key=lambda b: b[1].start):
+        if rows.stop - rows.start < 0.3 * line_height:
+            continue
+        x0, x1 = columns.start, columns.stop
+        if spans and min(spans[-1][1], x1) - max(spans[-1][0], x0) > 0.6 * (x1 - x0):
+            spans[-1] = (spans[-1][0], max(spans[-1][1], x1))
+        else:
+            spans.append((x0, x1))
+    return len(spans)
+
+
+# --------------------------------------------------------------------- 2. candidates
+@dataclass
+class Candidates:
+    """Every candidate digit of a number: atoms ``[start, stop)``, its framed image and box.
+
+    ``images`` float32 (N, 28, 28) like ``to_mnist`` gives; ``spans`` (start, stop) atom indices;
+    ``boxes`` in working pixels; ``priors`` the log prior of each (``segment_prior`` + the gap
+    cost); ``atoms`` what they were made of; ``scale`` and ``input_size`` map boxes back to the
+    input picture's pixels.
+    """
+
+    images: np.ndarray
+    spans: list[tuple[int, int]]
+    boxes: list[tuple[int, int, int, int]]
+    priors: np.ndarray
+    atoms: Atoms
+    scale: int
+    input_size: tuple[int, int]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def segment_prior(width: float, height: float, line_height: float) -> float:
+    """The log prior of a digit ``width`` x ``height`` px on a line ``line_height`` px tall.
+
+    Handwritten digits are rarely wider than tall and rarely much shorter than their neighbours:
+    ``-((width / height - WIDE_RATIO) / WIDE_SCALE)^2`` beyond ``WIDE_RATIO`` and
+    ``-((SHORT_RATIO - height / line_height) / SHORT_SCALE)^2`` below ``SHORT_RATIO``; 0 inside.
+    A "1" may be as narrow as it likes.
+    """
+    ratio = width / max(height, 1.0)
+    prior = -(((ratio - WIDE_RATIO) / WIDE_SCALE) ** 2) if ratio > WIDE_RATIO else 0.0
+    tall = height / max(line_height, 1.0)
+    if tall < SHORT_RATIO:
+        prior -= ((SHORT_RATIO - tall) / SHORT_SCALE) ** 2
+    return prior
+
+
+def _inner_gap(atoms: list[Atom]) -> int:
+    """The widest run of empty columns between the atoms' column ranges (0 if they overlap)."""
+    spans = sorted((a.box[0], a.box[2]) for a in atoms)
+    reach, widest = spans[0][1], 0
+    for x0, x1 in spans[1:]:
+        widest = max(widest, x0 - reach)
+        reach = max(reach, x1)
+    return widest
+
+
+def _is_whole_piece(atoms: list[Atom], start: int, stop: int) -> bool:
+    """Whether atoms ``start .. stop-1`` are all the atoms of one connected piece."""
+    piece = atoms[start].piece
+    return all(a.piece == piece for a in atoms[start:stop]) and all(
+        a.piece != piece for a in atoms[:start] + atoms[stop:]
+    )
+
+
+def _join(atoms: list[Atom]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The ink of several atoms on one canvas, and its box (working pixels)."""
+    x0 = min(a.box[0] for a in atoms)
+    y0 = min(a.box[1] for a in atoms)
+    x1 = max(a.box[2] for a in atoms)
+    y1 = max(a.box[3] for a in atoms)
+    canvas = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
+    for a in atoms:
+        region = canvas[a.box[1] - y0 : a.box[3] - y0, a.box[0] - x0 : a.box[2] - x0]
+        np.maximum(region, a.pixels, out=region)
+    return canvas, (x0, y0, x1, y1)
+
+
+def frame_candidate(pixels: np.ndarray, stroke_px: float) -> np.ndarray:
+    """A candidate's ink -> (28, 28), as ``to_mnist`` frames a single digit (steps 5-8).
+
+    ``stroke_px`` is the stroke width (px) measured once on the whole number: when it is already
+    within MNIST's range at this candidate's scale (``stroke_goal`` keeps it), the costly
+    ``normalise_stroke`` would return the crop unchanged and is skipped.
+    """
+    crop, _ = crop_to_ink(pixels)
+    width = stroke_px * MNIST_BOX / max(crop.shape)
+    if stroke_goal(width) != width:
+        crop = normalise_stroke(crop)
+    return place_in_frame(crop)
+
+
+def number_candidates(ink: InkImage) -> Candidates:
+    """The candidate digits of a picture of a number (steps 1-2), ready for one ``predict``.
+
+    A candidate is a run of 1 to ``MAX_ATOMS`` consecutive atoms at most ``MAX_WIDTH`` line
+    heights wide with no empty gap over ``MAX_GAP`` line heights inside; its prior is
+    ``segment_prior - GAP_WEIGHT x inner gap / line height``.  Too many digit-sized marks ->
+    ``TooManyMarksError``.
+    """
+    started = time.perf_counter()
+    found = find_atoms(ink.pixels)
+    if found.digit_marks > MAX_DIGITS:
+        raise TooManyMarksError(
+            f"found {found.digit_marks} separate marks: too many to read as one number"
+            f" (at most {MAX_DIGITS} digits)"
+        )
+    atoms_done = time.perf_counter()
+    atoms, line = found.atoms, found.line_height
+    stroke_px = stroke_width(ink.pixels)
+    images, spans, boxes, priors = [], [], [], []
+    for start in range(len(atoms)):
+        stops = list(range(start + 1, min(start + MAX_ATOMS, len(atoms)) + 1))
+        whole = start + sum(a.piece == atoms[start].piece for a in atoms)
+        if whole > stops[-1] and _is_whole_piece(atoms, start, whole):
+            stops.append(whole)  # a whole piece is a candidate, of however many atoms
+        for stop in stops:
+            members = atoms[start:stop]
+            x0, x1 = min(a.box[0] for a in members), max(a.box[2] for a in members)
+            gap = _inner_gap(members)
+            whole_piece = _is_whole_piece(atoms, start, stop)
+            too_wide = x1 - x0 > MAX_WIDTH * line or gap > MAX_GAP * line
+            if too_wide and stop > start + 1 and not whole_piece:
+                continue  # every atom and every whole piece is a candidate, however wide
+            pixels, box = _join(members)
+            images.append(frame_candidate(pixels, stroke_px))
+            spans.append((start, stop))
+            boxes.append(box)
+            prior = segment_prior(box[2] - box[0], box[3] - box[1], line)
+            priors.append(prior - GAP_WEIGHT * gap / line)
+    return Candidates(
+        np.stack(images).astype(np.float32),
+        spans,
+        boxes,
+        np.array(priors, dtype=np.float64),
+        found,
+        ink.scale,
+        ink.input_size,
+        {"atoms": atoms_done - started, "framing": time.perf_counter() - atoms_done},
+    )
+
+
+# --------------------------------------------------------------------- 4. the best readings
+@dataclass(frozen=True)
+class Reading:
+    """One way to read the number: the candidate index and digit of each segment, its score
+    ``S`` and confidence (the product of its digits' probabilities)."""
+
+    segments: tuple[tuple[int, int], ...]  # (candidate index, digit), left to right
+    score: float
+    confidence: float
+
+    @property
+    def number(self) -> str:
+        return "".join(str(digit) for _, digit in self.segments)
+
+
+def segment_scores(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's two most probable digits (N, 2) and their log probabilities (N, 2).
+
+    With an 11-output model the probabilities are the 11-way softmax's, so a candidate the
+    network calls "not a digit" has low probabilities for every digit; class 10 itself is never
+    a digit of the number.
+    """
+    digits = probabilities[:, :NOT_A_DIGIT]
+    order = np.argsort(-digits, axis=1)[:, :2]
+    chosen = np.take_along_axis(digits, order, axis=1)
+    return order, np.log(np.clip(chosen, 1e-12, 1.0))
+
+
+Partial = dict[str, tuple[float, float, tuple[tuple[int, int], ...]]]
+"""Partial readings at one position: digit string -> (score, log confidence, segments)."""
+
+
+def _offer(options: Partial, text: str, score: float, log_conf: float, segs: tuple) -> None:
+    """Keep the better of two partial readings with the same digit string."""
+    if text not in options or score > options[text][0]:
+        options[text] = (score, log_conf, segs)
+
+
+def best_readings(
+    spans: list[tuple[int, int]],
+    log_scores: np.ndarray,
+    top_digits: np.ndarray,
+    priors: np.ndarray,
+    cut_costs: np.ndarray,
+    skippable: np.ndarray,
+    keep: int = KEEP,
+) -> list[Reading]:
+    """The best readings, best first, each with a different digit string (dynamic programming).
+
+    ``spans[k] = (i, j)``: candidate ``k`` covers atoms ``i .. j-1``; ``log_scores[k, r]`` is
+    the log probability of its ``r``-th most probable digit ``top_digits[k, r]``; ``priors[k]``
+    its log prior; ``cut_costs[i]`` the cost of a cut at position ``i`` (between atoms ``i-1``
+    and ``i``; 0 at a gap between pieces); ``skippable[i]`` whether atom ``i`` may be left out
+    (at ``SKIP_COST``).  Position ``j`` keeps the ``keep`` best partial readings of atoms
+    ``0 .. j-1`` with different strings:
+
+        best[j] = top-keep over { best[i] + log P_k(d) + prior_k + DIGIT_BIAS - cut_costs[j] }
+                  and { best[j-1] + SKIP_COST if atom j-1 is skippable }
+
+    (no cut cost at the ends).  Returns at most ``keep`` readings of all the atoms.
+    """
+    n = len(cut_costs) - 1
+    ending: list[list[int]] = [[] for _ in range(n + 1)]
+    for k, (_, j) in enumerate(spans):
+        ending[j].append(k)
+    partial: list[Partial] = [{} for _ in range(n + 1)]
+    partial[0][""] = (0.0, 0.0, ())
+    for j in range(1, n + 1):
+        options: Partial = {}
+        cut = cut_costs[j] if j < n else 0.0
+        for k in ending[j]:
+            i = spans[k][0]
+            for rank in range(top_digits.shape[1]):
+                digit = int(top_digits[k, rank])
+                step = log_scores[k, rank] + priors[k] + DIGIT_BIAS - cut
+                for text, (score, log_conf, segs) in partial[i].items():
+                    _offer(
+                        options,
+                        text + str(digit),
+                        score + step,
+                        log_conf + log_scores[k, rank],
+                        (*segs, (k, digit)),
+                    )
+        if skippable[j - 1]:
+            for text, (score, log_conf, segs) in partial[j - 1].items():
+                _offer(options, text, score + SKIP_COST, log_conf, segs)
+        kept = sorted(options.items(), key=lambda item: -item[1][0])[:keep]
+        partial[j] = dict(kept)
+    finals = sorted(partial[n].items(), key=lambda item: -item[1][0])
+    return [
+        Reading(segs, float(score), float(math.exp(log_conf)))
+        for text, (score, log_conf, segs) in finals
+        if text  # a reading must hold at least one digit
+    ]
+
+
+@dataclass
+class NumberDigit:
+    """One digit of a reading: its (28, 28) ``image``, the network's ``probabilities`` for it,
+    the ``digit`` and its ``box`` in the input picture's pixels."""
+
+    image: np.ndarray
+    probabilities: np.ndarray
+    digit: int
+    box: tuple[int, int, int, int]
+
+
+@dataclass
+class NumberReading:
+    """The best reading of a number: its digits left to right, ``confidence`` (the product of
+    the digits' probabilities), and the runner-up ``(number, confidence)`` when it is close
+    (its confidence at least ``RUNNER_UP_RATIO`` x the best's), else ``None``."""
+
+    digits: list[NumberDigit]
+    confidence: float
+    runner_up: tuple[str, float] | None
+    input_size: tuple[int, int]  # the input picture's (width, height)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def number(self) -> str:
+        return "".join(str(d.digit) for d in self.digits)
+
+
+def choose_reading(candidates: Candidates, probabilities: np.ndarray) -> NumberReading:
+    """Step 4: the candidates' probabilities (N, K) -> the best reading and its runner-up."""
+    started = time.perf_counter()
+    atoms = candidates.atoms.atoms
+    top_digits, log_scores = segment_scores(probabilities)
+    cut_costs = np.zeros(len(atoms) + 1)
+    for i in range(1, len(atoms)):
+        same_piece = atoms[i].piece == atoms[i - 1].piece
+        cut_costs[i] = CUT_WEIGHT * atoms[i].cut_cost if same_piece else 0.0
+    skippable = np.array([a.small for a in atoms])
+    readings = best_readings(
+        candidates.spans, log_scores, top_digits, candidates.priors, cut_costs, skippable
+    )
+    if not readings:
+        raise NoInkError("nothing to recognise: no digit found")
+    best = readings[0]
+    runner_up = None
+    for other in readings[1:]:
+        if other.number != best.number:
+            if other.confidence >= RUNNER_UP_RATIO * best.confidence:
+                runner_up = (other.number, other.confidence)
+            break
+    digits = [
+        NumberDigit(
+            candidates.images[k],
+            probabilities[k],
+            digit,
+            _to_input_box(candidates.boxes[k], candidates.scale, candidates.input_size),
+        )
+        for k, digit in best.segments
+    ]
+    timings = {**candidates.timings, "search": time.perf_counter() - started}
+    return NumberReading(digits, best.confidence, runner_up, candidates.input_size, timings)
+
+
+def _to_input_box(
+    box: tuple[int, int, int, int], scale: int, size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A box in working pixels -> the same box in the input picture's pixels."""
+    x0, y0, x1, y1 = (v * scale for v in box)
+    return x0, y0, min(x1, size[0]), min(y1, size[1])
+
+
+def read_number(ink: InkImage, predict: Callable[[np.ndarray], np.ndarray]) -> NumberReading:
+    """Clean ink of a number -> its best reading; ``predict`` maps (N, 1, 28, 28) -> (N, K)
+    probabilities (``model.predict``) and is called once, for all candidates."""
+    candidates = number_candidates(ink)
+    started = time.perf_counter()
+    probabilities = predict(candidates.images[:, None])
+    network = time.perf_counter() - started
+    reading = choose_reading(candidates, probabilities)
+    reading.timings["network"] = network
+    return reading
+
+
+# --------------------------------------------------------------------- a cheap look
+def looks_like_number(ink: np.ndarray) -> bool:
+    """Whether clean ink (H, W) clearly holds 2+ digits side by side, without the network.
+
+    Digit-sized marks (at least half the line's height ``H`` and 15% of the heaviest mark's ink;
+    marks sharing over 60% of their columns count as one) standing apart by at least 0.1 ``H``:
+    two or more of them, or one that is 1.6 to 4 times wider than tall (touching digits).  For
+    the page's hint "this looks like a number": one ``ndimage.label``, well under a millisecond.
+    """
+    labels, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
+    if count == 0:
+        return False
+    masses = piece_masses(ink, labels, count)
+    boxes = ndimage.find_objects(labels)
+    big = masses >= 0.15 * masses.max()
+    line = max(b[0].stop - b[0].start for b, keep in zip(boxes, big, strict=True) if keep)
+    marks: list[list[int]] = []  # [x0, x1, y0, y1] of each mark, left to right
+    for (rows, columns), keep in sorted(zip(boxes, big, strict=True), key=lambda b: b[0][1].start):
+        if not keep or rows.stop - rows.start < 0.5 * line:
+            continue
+        x0, x1, y0, y1 = columns.start, columns.stop, rows.start, rows.stop
+        if marks and min(marks[-1][1], x1) - max(marks[-1][0], x0) > 0.6 * min(
+            x1 - x0, marks[-1][1] - marks[-1][0]
+        ):
+            last = marks[-1]
+            marks[-1] = [min(last[0], x0), max(last[1], x1), min(last[2], y0), max(last[3], y1)]
+        else:
+            marks.append([x0, x1, y0, y1])
+    apart = [m for k, m in enumerate(marks) if k == 0 or m[0] - marks[k - 1][1] >= 0.1 * line]
+    if len(marks) >= 2 and len(apart) == len(marks):
+        return True
+    if len(marks) == 1:
+        x0, x1, y0, y1 = marks[0]
+        return 1.6 <= (x1 - x0) / max(y1 - y0, 1) <= 4.0
+    return len(marks) >= 2 and len(apart) >= 2
