@@ -6,11 +6,15 @@
  *    fraction of the pad so that a drawing shrinks to MNIST-like strokes.  Everything drawn is
  *    kept as a list of items (strokes, or an uploaded picture) in pad coordinates 0..1, so
  *    undo and a resize simply redraw the list.
- * 2. Live prediction: at most one request in flight, sent ~150 ms after the drawing changes
- *    and at once when a stroke ends; an answer about an older drawing (before a clear, undo,
- *    upload or mode switch) is dropped.
+ * 2. Live prediction: at most one request in flight, sent ~150 ms (number mode: ~300 ms) after
+ *    the drawing changes and at once when a stroke ends; an answer about an older drawing
+ *    (before a clear, undo, upload or mode switch) is dropped.  An answer about the drawing as it
+ *    was a moment ago (the stroke has grown since) is shown, but its digit boxes are not.
  * 3. Uploads by file picker, drag-and-drop and paste; the original file goes to the server.
- * 4. Number mode (several digits), and the "what the network looks at" panel.
+ * 4. Number mode (several digits): each digit's box, digit and confidence on an overlay over the
+ *    pad (never painted into the drawing), the number's confidence and a close runner-up; in
+ *    single-digit mode, a hint to switch when the server says the picture holds a number.
+ *    And the "what the network looks at" panel.
  * 5. Corrections: "Wrong? It was: 0 … 9 / not a digit" after an answer, by a tap or a key
  *    (0-9, N), for the digit or, in number mode, the selected digit; sent with the very picture
  *    that was read (the server recomputes what the model saw); a thank-you and Undo for a while.
@@ -21,6 +25,7 @@
   const BRUSH = 1 / 16; // brush width as a fraction of the pad's side
   const EXPORT_SIZE = 280; // the drawing is sent to the server as a 280 x 280 PNG
   const LIVE_DELAY_MS = 150;
+  const LIVE_NUMBER_DELAY_MS = 300; // reading a number costs more: at most ~3 a second
   const EXPLAIN_DELAY_MS = 250;
   const UNDO_VISIBLE_MS = 8000; // how long the Undo of a correction stays on offer
 
@@ -42,6 +47,10 @@
     numberResult: $("number-result"),
     number: $("number"),
     numberDigits: $("number-digits"),
+    numberConfidence: $("number-confidence"),
+    numberRunnerUp: $("number-runner-up"),
+    numberHint: $("number-hint"),
+    readAsNumber: $("read-as-number"),
     probabilities: $("probabilities"),
     probabilitiesHeading: $("probabilities-heading"),
     preview: $("preview"),
@@ -69,6 +78,16 @@
   let activePointerId = null;
   /** Bumped when the drawing changes in a way that makes older answers wrong. */
   let generation = 0;
+  /** Bumped on every change to the drawing, a stroke's growth included: an answer about an
+   *  older version is still worth showing while drawing, but its boxes no longer fit the ink. */
+  let drawVersion = 0;
+
+  /** The pad's digit boxes no longer describe the drawing: take them off. */
+  function invalidateBoxes() {
+    drawVersion++;
+    if (el.boxes.childElementCount) el.boxes.replaceChildren();
+    el.boxes.dataset.state = items.length ? "stale" : "empty";
+  }
 
   function padColours() {
     const style = getComputedStyle(document.documentElement);
@@ -193,6 +212,7 @@
     activePointerId = event.pointerId;
     activeStroke = { kind: "stroke", points: [pointFromEvent(event)] };
     items.push(activeStroke);
+    invalidateBoxes();
     redraw();
   });
 
@@ -206,6 +226,7 @@
       const last = activeStroke.points[activeStroke.points.length - 1];
       if (Math.hypot(point[0] - last[0], point[1] - last[1]) < minStep) continue;
       activeStroke.points.push(point);
+      drawVersion++;
       drawStrokeTail(activeStroke);
     }
     scheduleLivePredict();
@@ -229,6 +250,7 @@
   function undo() {
     if (activeStroke || items.length === 0) return;
     items.pop();
+    invalidateBoxes();
     redraw();
     generation++;
     predictNow();
@@ -237,6 +259,7 @@
   function clearAll() {
     if (activeStroke) return;
     items = [];
+    invalidateBoxes();
     redraw();
     generation++;
     predictNow();
@@ -278,6 +301,17 @@
   el.numberMode.addEventListener("change", () => {
     userChoseMode = true;
     autoNumberMode = false;
+    generation++;
+    predictNow();
+  });
+
+  // The hint under a single digit that looks like several: one click reads it as a number.
+  el.readAsNumber.addEventListener("click", () => {
+    userChoseMode = true;
+    autoNumberMode = false;
+    el.numberMode.checked = true;
+    el.numberHint.hidden = true;
+    el.resultCard.focus({ preventScroll: true }); // the button is gone: keep focus nearby
     generation++;
     predictNow();
   });
@@ -331,6 +365,7 @@
       height: bitmap ? bitmap.height : 1,
     };
     items = [item];
+    invalidateBoxes();
     redraw();
     generation++;
     predictNow();
@@ -411,7 +446,12 @@
   let appliedCount = 0;
 
   function scheduleLivePredict() {
-    if (liveTimer === null) liveTimer = setTimeout(predictNow, LIVE_DELAY_MS);
+    if (liveTimer !== null) return;
+    if (inFlight) {
+      runAgain = true; // asked again at the live pace when the answer in flight lands
+      return;
+    }
+    liveTimer = setTimeout(predictNow, el.numberMode.checked ? LIVE_NUMBER_DELAY_MS : LIVE_DELAY_MS);
   }
 
   async function predictNow() {
@@ -429,6 +469,7 @@
     updateAutoNumberMode();
     inFlight = true;
     const myGeneration = generation;
+    const myVersion = drawVersion;
     const myNumber = ++sentCount;
     const numberMode = el.numberMode.checked;
     el.prediction.dataset.busy = "true";
@@ -439,9 +480,15 @@
       const current = myGeneration === generation && myNumber > appliedCount && items.length > 0;
       if (current) {
         appliedCount = myNumber;
-        if (answer.ok) offerCorrection(exported, numberMode);
+        const count = numberMode && answer.ok ? (answer.data.digits || []).length : 0;
+        // A newer reading of the same drawing keeps the digit the user selected.
+        const keepIndex =
+          shown && shown.numberMode && numberMode && shown.generation === myGeneration && shown.count === count
+            ? shown.index
+            : null;
+        if (answer.ok) offerCorrection(exported, numberMode, myGeneration, count);
         if (!answer.ok) showProblem(answer.status, answer.data.error);
-        else if (numberMode) showNumber(answer.data, exported);
+        else if (numberMode) showNumber(answer.data, exported, myVersion === drawVersion, keepIndex);
         else showDigit(answer.data);
         if (answer.ok && !numberMode) scheduleExplain();
       }
@@ -452,7 +499,8 @@
       delete el.prediction.dataset.busy;
       if (runAgain) {
         runAgain = false;
-        predictNow();
+        if (activeStroke) scheduleLivePredict(); // still drawing: keep to the live pace
+        else predictNow();
       }
     }
   }
@@ -487,8 +535,10 @@
     el.status.textContent = message;
     el.status.classList.remove("unsure");
     el.numberResult.hidden = true;
+    el.numberHint.hidden = true;
     el.resultCard.classList.remove("number-mode");
     el.boxes.replaceChildren();
+    el.boxes.dataset.state = "empty";
     setBars(null);
     setPreview(null, "Nothing drawn yet");
     clearExplain();
@@ -513,6 +563,9 @@
     el.numberResult.hidden = true;
     el.resultCard.classList.remove("number-mode");
     el.boxes.replaceChildren();
+    el.boxes.dataset.state = "none";
+    // The server saw two or more digits side by side: offer number mode (a missing field = no).
+    el.numberHint.hidden = data.looks_like_number !== true;
     const digit = data.digit;
     if (data.is_digit === false) {
       // An 11-output model's "not a digit" answer; `digit` is still the closest digit.
@@ -529,6 +582,7 @@
       el.status.classList.add("unsure");
       setBars(data.probabilities, digit);
       setPreview(data.preview, "The drawing as the network sees it, 28 by 28 pixels");
+      if (!el.numberHint.hidden) el.status.textContent += " · it looks like several digits";
       return;
     }
     el.prediction.textContent = String(digit);
@@ -542,12 +596,18 @@
       el.status.textContent = `It's a ${digit}`;
       el.status.classList.remove("unsure");
     }
+    if (!el.numberHint.hidden) {
+      el.status.textContent += " · it looks like several digits";
+      el.status.classList.add("unsure");
+    }
     setBars(data.probabilities, digit);
     setPreview(data.preview, `The ${digit} as the network sees it, 28 by 28 pixels`);
   }
 
-  /** Outline each digit on the pad.  Boxes are in the pixels of the image the server decoded
-   *  (`imageSize`, which may be a reduced copy of a big upload), placed where it sits on the pad. */
+  /** Outline each digit on the pad, labelled "7 · 98%", on the overlay over the canvas (never in
+   *  the drawing itself).  Boxes are in the pixels of the image the server decoded (`imageSize`,
+   *  which may be a reduced copy of a big upload), placed where that image sits on the pad, in
+   *  percentages of the pad so that they follow its displayed size. */
   function placeBoxes(digits, imageSize, exported) {
     const [width, height] = imageSize || [exported.width, exported.height];
     const r = exported.rect;
@@ -555,17 +615,24 @@
       const [x0, y0, x1, y1] = d.box;
       const box = document.createElement("div");
       box.className = "digit-box";
+      const unsure = d.low_confidence || d.is_digit === false;
+      if (unsure) box.classList.add("unsure");
+      const top = r.y + (y0 / height) * r.height;
+      if (top < 0.12) box.classList.add("label-below"); // no room above: the label goes under
       box.style.left = `${(r.x + (x0 / width) * r.width) * 100}%`;
-      box.style.top = `${(r.y + (y0 / height) * r.height) * 100}%`;
+      box.style.top = `${top * 100}%`;
       box.style.width = `${((x1 - x0) / width) * r.width * 100}%`;
       box.style.height = `${((y1 - y0) / height) * r.height * 100}%`;
       const label = document.createElement("span");
-      label.textContent = String(d.digit);
+      label.textContent = d.is_digit === false ? `${d.digit}? · not a digit` : `${d.digit} · ${percent(d.confidence)}`;
+      box.title = unsure ? `Digit ${i + 1}: not sure` : `Digit ${i + 1}`;
       box.append(label);
       box.dataset.index = String(i);
+      box.dataset.digit = String(d.digit);
       return box;
     });
     el.boxes.replaceChildren(...boxes);
+    el.boxes.dataset.state = "fresh";
   }
 
   function setBarsHeading(text) {
@@ -587,20 +654,36 @@
     }
   }
 
-  function showNumber(data, exported) {
+  /** A number's answer.  `fresh`: it is about the drawing as it is now (not a moment ago, while
+   *  a stroke was growing), so its boxes fit the ink and go on the pad. */
+  function showNumber(data, exported, fresh = true, keepIndex = null) {
     const digits = data.digits || [];
     el.numberResult.hidden = false;
+    el.numberHint.hidden = true;
     el.resultCard.classList.add("number-mode");
     el.number.textContent = data.number;
     const unsure = digits.filter((d) => d.low_confidence || d.is_digit === false).length;
+    const sure = typeof data.confidence === "number" ? `${percent(data.confidence)} sure` : "";
     el.prediction.textContent = data.number;
-    el.prediction.dataset.state = unsure ? "unsure" : "sure";
-    el.confidence.textContent = `${digits.length} digit${digits.length === 1 ? "" : "s"}`;
+    el.prediction.dataset.state = unsure || data.low_confidence ? "unsure" : "sure";
+    const count = `${digits.length} digit${digits.length === 1 ? "" : "s"}`;
+    el.confidence.textContent = sure ? `${sure} · ${count}` : count;
+    el.numberConfidence.textContent = sure ? `${sure} of the whole number` : "";
+    el.numberConfidence.hidden = !sure;
+    const runnerUp = data.runner_up && typeof data.runner_up.number === "string" ? data.runner_up : null;
+    if (runnerUp) {
+      const chance = typeof runnerUp.confidence === "number" ? ` (${percent(runnerUp.confidence)})` : "";
+      el.numberRunnerUp.textContent = `or maybe ${runnerUp.number}?${chance}`;
+    } else {
+      el.numberRunnerUp.textContent = "";
+    }
+    el.numberRunnerUp.hidden = !runnerUp;
     el.status.textContent = unsure
       ? `Not sure about ${unsure} of them — check the highlighted ones`
-      : `It reads ${data.number}`;
+      : `It reads ${data.number}${sure ? ` (${sure})` : ""}`;
+    if (runnerUp) el.status.textContent += `, or maybe ${runnerUp.number}`;
     if (autoNumberMode) el.status.textContent += " (several digits: number mode is on)";
-    el.status.classList.toggle("unsure", unsure > 0);
+    el.status.classList.toggle("unsure", unsure > 0 || data.low_confidence === true);
     const chips = digits.map((d, i) => {
       const li = document.createElement("li");
       if (d.low_confidence || d.is_digit === false) li.classList.add("unsure");
@@ -627,24 +710,29 @@
       return li;
     });
     el.numberDigits.replaceChildren(...chips);
-    placeBoxes(digits, data.image_size, exported);
-    el.boxes.querySelectorAll(".digit-box span").forEach((span, i) =>
-      span.addEventListener("click", () => selectNumberDigit(data, i)),
-    );
-    if (digits.length) selectNumberDigit(data, 0);
+    if (fresh && digits.every((d) => Array.isArray(d.box) && d.box.length === 4)) {
+      placeBoxes(digits, data.image_size, exported);
+      el.boxes.querySelectorAll(".digit-box span").forEach((span, i) =>
+        span.addEventListener("click", () => selectNumberDigit(data, i)),
+      );
+    } else {
+      el.boxes.replaceChildren();
+      el.boxes.dataset.state = "stale";
+    }
+    if (digits.length) selectNumberDigit(data, keepIndex !== null && keepIndex < digits.length ? keepIndex : 0);
     scheduleExplain();
   }
 
   // ---------------------------------------------------------------- corrections
 
-  /** The picture whose answer is on screen: {exported, numberMode, index}. */
+  /** The picture whose answer is on screen: {exported, numberMode, index, generation, count}. */
   let shown = null;
   let correcting = false;
   let lastCorrection = null; // {id, token}
   let undoTimer = null;
 
-  function offerCorrection(exported, numberMode) {
-    shown = { exported, numberMode, index: numberMode ? 0 : null };
+  function offerCorrection(exported, numberMode, answerGeneration = generation, count = 0) {
+    shown = { exported, numberMode, index: numberMode ? 0 : null, generation: answerGeneration, count };
     el.feedbackPrompt.textContent = "Wrong? It was:";
     el.feedback.hidden = false;
   }
