@@ -6,9 +6,11 @@ free then come out as the wrong digits.  Here the ink only *proposes* cuts, and 
 among them:
 
 1. **Atoms** (``find_atoms``).  The ink's connected pieces (8-neighbour), minus specks and
-   underlines.  A piece wide enough to hold two digits is sliced at the valleys of its column
-   projection ``p(x) = sum_y ink(y, x)`` (where touching digits meet, little ink crosses a
-   column): each slice is an atom.  Atoms are ordered by the centre of their columns.
+   underlines.  A piece wide enough to hold two digits is sliced along *seams*: the cheapest
+   top-to-bottom paths through it (``seam_costs``: the ink crossed plus a little per sideways
+   step), which run straight through where touching digits meet and bend around the strokes
+   where they overlap; seams are proposed where their cost has a valley (``seam_cuts``).  Each
+   slice is an atom.  Atoms are ordered by the centre of their columns.
 2. **Candidate segments** (``number_candidates``).  Every run of 1 to ``MAX_ATOMS`` consecutive
    atoms that could be one digit (not much wider than tall, no wide gap inside) is a candidate:
    its ink is framed exactly like a single digit (``crop_to_ink``, ``normalise_stroke``,
@@ -26,7 +28,7 @@ among them:
            + SKIP_COST per small mark left out
 
    where ``prior`` penalises segments much wider than tall or much shorter than the line
-   (``segment_prior``), a cut through a piece costs ``CUT_WEIGHT x`` the ink its column crosses
+   (``segment_prior``), a cut through a piece costs ``CUT_WEIGHT x`` the ink its seam crosses
    (relative to the piece's fullest column), and a small mark (a speck, a dot) may be skipped.
    ``best[j] = max_i best[i] + score(i, j)``: O(n x MAX_ATOMS) steps.  Keeping the ``KEEP`` best
    partial readings with different digit strings at each position (and each segment's two most
@@ -60,13 +62,13 @@ from npcnn.digits.preprocess.ink import EIGHT_NEIGHBOURS, InkImage, piece_masses
 
 NOT_A_DIGIT = 10  # class 10 of an 11-output model
 MAX_DIGITS = 24  # a "number" with more digit-sized marks than this is refused
-MAX_ATOMS = 4  # a candidate digit joins at most this many atoms
+MAX_ATOMS = 5  # a candidate digit joins at most this many atoms
 MAX_WIDTH = 1.6  # ... and is at most this many line heights wide
 MAX_GAP = 0.45  # ... and has no empty gap wider than this many line heights inside
 
 # The weights of the reading's score (tuned on the development number set, never on the test set)
-DIGIT_BIAS = -0.5  # log-score added per digit: more digits must earn their place
-CUT_WEIGHT = 1.5  # a cut through a piece costs this x (its column's ink / the fullest column's)
+DIGIT_BIAS = 0.0  # log-score added per digit (< 0: fewer digits preferred; 0 was best on dev)
+CUT_WEIGHT = 1.5  # a cut through a piece costs this x (its seam's ink / the fullest column's)
 GAP_WEIGHT = 4.0  # an empty gap inside a digit costs this x (gap / line height)
 SKIP_COST = -1.5  # leaving out a small mark (a speck, a stray dot)
 WIDE_RATIO = 1.2  # a digit wider than this x its height pays a quadratic penalty ...
@@ -74,6 +76,9 @@ WIDE_SCALE = 0.4  # ... of ((ratio - WIDE_RATIO) / WIDE_SCALE)^2
 SHORT_RATIO = 0.45  # a digit shorter than this x the line's height pays ...
 SHORT_SCALE = 0.15  # ... ((SHORT_RATIO - ratio) / SHORT_SCALE)^2
 KEEP = 4  # partial readings kept per position (for the runner-up)
+SEAM_DRIFT = 0.5  # a cut's seam pays this (in pixels of ink) per sideways step
+SEAM_SPACING = 0.08  # seams end at least this many heights apart
+SEAM_PROMINENCE = 0.0  # a seam is cheaper than the dearest on each side by this x p_max
 RUNNER_UP_RATIO = 0.1  # report the runner-up when its confidence is at least this x the best's
 
 
@@ -111,39 +116,81 @@ class Atoms:
     digit_marks: int  # digit-sized marks (pieces that overlap little in x): at most MAX_DIGITS
 
 
-def valley_cuts(projection: np.ndarray, height: float) -> list[tuple[int, float]]:
-    """Candidate cut columns inside one piece, from its column projection ``p`` (ink per column).
+def seam_costs(piece: np.ndarray, drift: float = SEAM_DRIFT) -> tuple[np.ndarray, np.ndarray]:
+    """The cheapest top-to-bottom cut ("seam") through ``piece`` (H, W) ending at each column.
 
-    ``p`` is smoothed with [1, 2, 1] / 4.  A column ``c`` is a candidate when it is a valley:
-    the lowest within +-0.06 ``height``, with more ink on *both* sides within 0.35 ``height``
-    (the lower of the two peaks at least ``p(c) + 0.15 max p``), and at least 0.08 ``height``
-    from either edge (a digit is at least that wide).  Its cost is ``p(c) / max p``: 0 where the
-    digits barely touch.  At most ``width / (0.12 height)`` cuts, the cheapest.  Returns
-    ``[(column, cost)]`` left to right.
+    A seam takes one pixel per row, moving at most one column between rows; it costs the ink it
+    crosses plus ``drift`` per sideways step, so it runs straight through where digits barely
+    touch and bends around the strokes where they overlap.  Dynamic programming, row by row:
+
+        M[0, x] = ink[0, x];   M[y, x] = ink[y, x] + min(M[y-1, x], M[y-1, x +- 1] + drift)
+
+    Returns ``M[H-1]`` (W,) - the cost of the best seam ending at each bottom column - and the
+    moves (H, W) int8 (-1, 0, +1: the column offset of the row above) to trace seams back.
     """
-    width = len(projection)
+    height, width = piece.shape
+    cost = piece[0].astype(np.float64)
+    moves = np.zeros((height, width), dtype=np.int8)
+    columns = np.arange(width)
+    for y in range(1, height):
+        from_left = np.concatenate([[np.inf], cost[:-1]]) + drift  # came from x - 1
+        from_right = np.concatenate([cost[1:], [np.inf]]) + drift  # came from x + 1
+        choices = np.stack([from_left, cost, from_right])  # (3, W)
+        best = np.argmin(choices, axis=0)
+        cost = choices[best, columns] + piece[y]
+        moves[y] = best - 1
+    return cost, moves
+
+
+def trace_seam(moves: np.ndarray, end: int) -> np.ndarray:
+    """The seam (the column it crosses in each row, (H,)) that ends at bottom column ``end``."""
+    path = np.empty(moves.shape[0], dtype=np.int64)
+    path[-1] = end
+    for y in range(moves.shape[0] - 1, 0, -1):
+        path[y - 1] = path[y] + moves[y, path[y]]
+    return path
+
+
+def seam_cuts(piece: np.ndarray, height: float) -> list[tuple[np.ndarray, float]]:
+    """Candidate cuts inside one piece (H, W): seams at the valleys of the seam cost.
+
+    With ``S(x)`` the cost of the best seam ending at column ``x`` (``seam_costs``), a column is
+    a candidate when ``S`` is lowest there within +-``SEAM_SPACING`` x ``height`` (cheapest
+    first, no two that close), with dearer seams on *both* sides within 0.35 ``height`` (the
+    cheaper side at least ``S(x) + SEAM_PROMINENCE p_max``, ``p_max`` the ink of the fullest
+    column), and at least 0.08 ``height`` from either edge.  A cut's cost is
+    the ink its seam crosses over ``p_max``: near 0 where digits barely touch.  Seams are kept
+    apart (each at or right of the previous one in every row) and at most ``width / (0.12
+    height)`` of them, the cheapest.  Returns ``[(seam (H,), cost)]`` left to right.
+    """
+    width = piece.shape[1]
     if width < 0.25 * height or width < 4:
         return []
-    smooth = np.convolve(np.pad(projection, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
-    top = max(float(smooth.max()), 1e-9)
-    reach = max(1, round(0.06 * height))
+    total, moves = seam_costs(piece)
+    top = max(float(piece.sum(axis=0).max()), 1e-9)
+    reach = max(1, round(SEAM_SPACING * height))
     side = max(2, round(0.35 * height))
-    lowest = ndimage.minimum_filter1d(smooth, 2 * reach + 1, mode="nearest")
+    lowest = ndimage.minimum_filter1d(total, 2 * reach + 1, mode="nearest")
     margin = max(2, round(0.08 * height))
-    cuts, last = [], -width
-    for column in range(margin, width - margin + 1):
-        value = smooth[column]
-        if value > lowest[column] or column - last <= reach:
+    ends: list[int] = []
+    for column in sorted(range(margin, width - margin + 1), key=lambda c: total[c]):
+        value = total[column]
+        if value > lowest[column] or any(abs(column - end) <= reach for end in ends):
             continue
-        peaks = min(
-            smooth[max(0, column - side) : column].max(),
-            smooth[column + 1 : column + side + 1].max(),
-        )
-        if peaks >= value + 0.15 * top:
-            cuts.append((column, float(value / top)))
-            last = column
+        left = total[max(0, column - side) : column].max()
+        right = total[column + 1 : column + side + 1].max()
+        if min(left, right) >= value + SEAM_PROMINENCE * top:
+            ends.append(column)
+    cuts = []
+    for end in ends:
+        path = trace_seam(moves, end)
+        cost = float(piece[np.arange(len(path)), path].sum()) / top
+        cuts.append((path, cost))
     most = max(1, int(width / (0.12 * height)))
-    return sorted(sorted(cuts, key=lambda c: c[1])[:most])
+    cuts = sorted(sorted(cuts, key=lambda c: c[1])[:most], key=lambda c: float(c[0].mean()))
+    for k in range(1, len(cuts)):  # seams must not cross: each at or right of the previous
+        cuts[k] = (np.maximum(cuts[k][0], cuts[k - 1][0]), cuts[k][1])
+    return cuts
 
 
 def find_atoms(ink: np.ndarray) -> Atoms:
@@ -153,7 +200,8 @@ def find_atoms(ink: np.ndarray) -> Atoms:
     Dropped: underlines (flatter than 1:4, under 0.35 ``H`` tall and at least 0.8 ``H`` wide) and
     tiny specks (under 3% of the heaviest piece's ink).  Marks under 0.5 ``H`` tall and under 30%
     of the heaviest piece's ink are ``small``: the reading may leave them out.  Pieces are sliced
-    at ``valley_cuts``.  No ink -> ``NoInkError``.
+    along ``seam_cuts``; a slice with under 2% of its piece's ink joins its left neighbour's cut
+    (it is dropped as a slice).  No ink -> ``NoInkError``.
     """
     labels, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
     if count == 0:
@@ -174,24 +222,43 @@ def find_atoms(ink: np.ndarray) -> Atoms:
         rows, columns = boxes[index]
         piece = np.where(labels[rows, columns] == index + 1, ink[rows, columns], 0.0)
         small = heights[index] < 0.5 * line_height and masses[index] < 0.3 * heaviest
-        cuts = [] if small else valley_cuts(piece.sum(axis=0), heights[index])
-        edges = [(0, 0.0), *cuts, (piece.shape[1], 0.0)]
-        for (left, cost), (right, _) in zip(edges[:-1], edges[1:], strict=True):
-            part = piece[:, left:right]
-            filled = np.flatnonzero(part.any(axis=1))
-            if filled.size == 0:
-                continue
-            top, bottom = int(filled[0]), int(filled[-1]) + 1
-            box = (
-                columns.start + left,
-                rows.start + top,
-                columns.start + right,
-                rows.start + bottom,
-            )
-            atoms.append(Atom(part[top:bottom].copy(), box, index + 1, cost, bool(small)))
+        cuts = [] if small else seam_cuts(piece, heights[index])
+        atoms.extend(_slices(piece, cuts, rows.start, columns.start, index + 1, bool(small)))
     atoms.sort(key=lambda a: a.centre)
     digit_marks = _count_digit_marks([boxes[i] for i in np.flatnonzero(keep)], line_height)
     return Atoms(atoms, line_height, digit_marks)
+
+
+def _slices(
+    piece: np.ndarray,
+    cuts: list[tuple[np.ndarray, float]],
+    top: int,
+    left: int,
+    label: int,
+    small: bool,
+) -> list[Atom]:
+    """A piece's ink (H, W) at (``left``, ``top``) cut along seams -> its atoms, left to right.
+
+    Atom ``k`` holds the pixels with ``seam_k(y) <= x < seam_{k+1}(y)`` in each row ``y``.
+    """
+    height, width = piece.shape
+    x = np.arange(width)[None, :]
+    bounds = [np.zeros(height, np.int64), *(path for path, _ in cuts), np.full(height, width)]
+    costs = [0.0, *(cost for _, cost in cuts)]
+    total = float(piece.sum())
+    atoms, pending = [], 0.0
+    for k in range(len(bounds) - 1):
+        inside = (x >= bounds[k][:, None]) & (x < bounds[k + 1][:, None])
+        part = np.where(inside, piece, 0.0)
+        if part.sum() < 0.02 * total:
+            pending = max(pending, costs[k])
+            continue
+        rows, cols = np.flatnonzero(part.any(axis=1)), np.flatnonzero(part.any(axis=0))
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        cost = costs[k] if atoms else 0.0
+        box = (left + x0, top + y0, left + x1, top + y1)
+        atoms.append(Atom(part[y0:y1, x0:x1].astype(np.float32), box, label, cost, small))
+    return atoms
 
 
 def _count_digit_marks(boxes: list[tuple[slice, slice]], line_height: float) -> int:
