@@ -57,7 +57,7 @@ class NumberPicture:
 
 
 @cache
-def _digit_sources(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def digit_sources(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(MNIST images, labels, synthetic images, labels) for ``kind`` "dev" or "test"."""
     from npcnn.digits.data import load_mnist  # the data set is loaded only when needed
     from npcnn.digits.synth import synthetic_digits
@@ -68,7 +68,7 @@ def _digit_sources(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return images, labels, synth.images, synth.labels
 
 
-def _glyph(image: np.ndarray, height: int) -> np.ndarray:
+def scaled_digit(image: np.ndarray, height: int) -> np.ndarray:
     """A 28x28 uint8 digit -> its ink as float32 in [0, 1], cropped and scaled to ``height`` px."""
     ink = image.astype(np.float32) / 255.0
     rows, cols = np.flatnonzero(ink.max(axis=1) > 0.1), np.flatnonzero(ink.max(axis=0) > 0.1)
@@ -91,7 +91,7 @@ def _touches(canvas: np.ndarray, glyph: np.ndarray, x: int, y: int) -> bool:
 
 def make_number(rng: np.random.Generator, kind: str, category: str) -> NumberPicture:
     """One picture of a number of ``category``, its digits drawn from ``kind``'s sources."""
-    images, labels, synth_images, synth_labels = _digit_sources(kind)
+    images, labels, synth_images, synth_labels = digit_sources(kind)
     count = int(rng.integers(2, 9))
     base = int(rng.integers(40, 121))
     glyphs, text = [], ""
@@ -103,7 +103,7 @@ def make_number(rng: np.random.Generator, kind: str, category: str) -> NumberPic
             k = int(rng.integers(len(labels)))
             image, label = images[k], int(labels[k])
         scale = rng.uniform(0.6, 1.0) if category == "mixed" else rng.uniform(0.95, 1.05)
-        glyphs.append(_glyph(image, max(12, round(base * scale))))
+        glyphs.append(scaled_digit(image, max(12, round(base * scale))))
         text += str(label)
     slope = rng.uniform(0.08, 0.2) * rng.choice([-1, 1]) if category == "sloping" else 0.0
     even_gap = rng.uniform(0.15, 0.4) * base
