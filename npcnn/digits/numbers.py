@@ -129,16 +129,16 @@ def seam_costs(piece: np.ndarray, drift: float = SEAM_DRIFT) -> tuple[np.ndarray
     moves (H, W) int8 (-1, 0, +1: the column offset of the row above) to trace seams back.
     """
     height, width = piece.shape
-    cost = piece[0].astype(np.float64)
+    ink = piece.astype(np.float64)
+    cost = ink[0].copy()
     moves = np.zeros((height, width), dtype=np.int8)
-    columns = np.arange(width)
+    from_left, from_right = np.full(width, np.inf), np.full(width, np.inf)
     for y in range(1, height):
-        from_left = np.concatenate([[np.inf], cost[:-1]]) + drift  # came from x - 1
-        from_right = np.concatenate([cost[1:], [np.inf]]) + drift  # came from x + 1
-        choices = np.stack([from_left, cost, from_right])  # (3, W)
-        best = np.argmin(choices, axis=0)
-        cost = choices[best, columns] + piece[y]
-        moves[y] = best - 1
+        from_left[1:] = cost[:-1] + drift  # came from x - 1
+        from_right[:-1] = cost[1:] + drift  # came from x + 1
+        best = np.minimum(np.minimum(from_left, cost), from_right)
+        moves[y] = np.where(best == cost, 0, np.where(best == from_left, -1, 1))
+        cost = best + ink[y]
     return cost, moves
 
 
@@ -344,18 +344,20 @@ def _join(atoms: list[Atom]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     return canvas, (x0, y0, x1, y1)
 
 
-def frame_candidate(pixels: np.ndarray, stroke_px: float) -> np.ndarray:
-    """A candidate's ink -> (28, 28), as ``to_mnist`` frames a single digit (steps 5-8).
-
-    ``stroke_px`` is the stroke width (px) measured once on the whole number: when it is already
-    within MNIST's range at this candidate's scale (``stroke_goal`` keeps it), the costly
-    ``normalise_stroke`` would return the crop unchanged and is skipped.
-    """
+def frame_candidate(pixels: np.ndarray, adjust_stroke: bool) -> np.ndarray:
+    """A candidate's ink -> (28, 28), as ``to_mnist`` frames a single digit (steps 5-8);
+    ``normalise_stroke`` only when ``adjust_stroke`` (see ``stroke_needs_adjusting``)."""
     crop, _ = crop_to_ink(pixels)
-    width = stroke_px * MNIST_BOX / max(crop.shape)
-    if stroke_goal(width) != width:
-        crop = normalise_stroke(crop)
-    return place_in_frame(crop)
+    return place_in_frame(normalise_stroke(crop) if adjust_stroke else crop)
+
+
+def stroke_needs_adjusting(ink: np.ndarray, line_height: float) -> bool:
+    """Whether the number's strokes are outside MNIST's usual width for digits ``line_height``
+    tall: measured once on the whole ink (``stroke_width``, px) and scaled to the 20 px box.
+    When they are within it, ``normalise_stroke`` would leave every candidate unchanged (it is
+    by far the dearest step of framing), so it is skipped for all of them."""
+    width = stroke_width(ink) * MNIST_BOX / max(line_height, 1.0)
+    return stroke_goal(width) != width
 
 
 def number_candidates(ink: InkImage) -> Candidates:
@@ -375,7 +377,7 @@ def number_candidates(ink: InkImage) -> Candidates:
         )
     atoms_done = time.perf_counter()
     atoms, line = found.atoms, found.line_height
-    stroke_px = stroke_width(ink.pixels)
+    adjust_stroke = stroke_needs_adjusting(ink.pixels, line)
     images, spans, boxes, priors = [], [], [], []
     for start in range(len(atoms)):
         stops = list(range(start + 1, min(start + MAX_ATOMS, len(atoms)) + 1))
@@ -391,7 +393,7 @@ def number_candidates(ink: InkImage) -> Candidates:
             if too_wide and stop > start + 1 and not whole_piece:
                 continue  # every atom and every whole piece is a candidate, however wide
             pixels, box = _join(members)
-            images.append(frame_candidate(pixels, stroke_px))
+            images.append(frame_candidate(pixels, adjust_stroke))
             spans.append((start, stop))
             boxes.append(box)
             prior = segment_prior(box[2] - box[0], box[3] - box[1], line)
