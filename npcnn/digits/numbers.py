@@ -152,7 +152,8 @@ def trace_seam(moves: np.ndarray, end: int) -> np.ndarray:
 
 
 def seam_cuts(piece: np.ndarray, height: float) -> list[tuple[np.ndarray, float]]:
-    """Candidate cuts inside one piece (H, W): seams at the valleys of the seam cost.
+    """Candidate cuts inside one piece (H, W, cut to its own box): seams at the valleys of the
+    seam cost.
 
     With ``S(x)`` the cost of the best seam ending at column ``x`` (``seam_costs``), a column is
     a candidate when ``S`` is lowest there within +-``SEAM_SPACING`` x ``height`` (cheapest
