@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHIPPED_WEIGHTS
 from digit_strokes import draw_strokes
 from PIL import Image, ImageDraw
 from scipy import ndimage
@@ -22,6 +22,8 @@ from npcnn.digits import numbers
 from npcnn.digits.preprocess import find_ink
 from npcnn.digits.recogniser import Recogniser
 from npcnn.layers import Dense, Flatten
+
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "mnist_cnn.npz"
 
 
 def png(image: Image.Image) -> bytes:
