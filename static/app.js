@@ -623,8 +623,16 @@
       box.style.top = `${top * 100}%`;
       box.style.width = `${((x1 - x0) / width) * r.width * 100}%`;
       box.style.height = `${((y1 - y0) / height) * r.height * 100}%`;
+      // "7 · 98%"; a narrow box shows it on two lines, without the dot (style.css)
       const label = document.createElement("span");
-      label.textContent = d.is_digit === false ? `${d.digit}? · not a digit` : `${d.digit} · ${percent(d.confidence)}`;
+      const digitText = document.createElement("b");
+      digitText.textContent = d.is_digit === false ? `${d.digit}?` : String(d.digit);
+      const separator = document.createElement("i");
+      separator.className = "separator";
+      separator.textContent = " · ";
+      const detail = document.createElement("small");
+      detail.textContent = d.is_digit === false ? "not a digit" : percent(d.confidence);
+      label.append(digitText, separator, detail);
       box.title = unsure ? `Digit ${i + 1}: not sure` : `Digit ${i + 1}`;
       box.append(label);
       box.dataset.index = String(i);

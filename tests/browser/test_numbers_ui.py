@@ -30,20 +30,21 @@ SPACED_2026: list[tuple[int, Box]] = [
     (2, (0.53, 0.32, 0.7, 0.68)),
     (6, (0.78, 0.32, 0.95, 0.68)),
 ]
-# A "1" whose foot runs into the top bar of a "7": one connected piece of ink.
+# The pen is 1/16 of the pad wide: ink closer than that is one connected piece.
+# A "1" and a "7" whose top bar starts against the 1's stem.
 TOUCHING_17: list[tuple[int, Box]] = [
     (1, (0.2, 0.25, 0.42, 0.75)),
-    (7, (0.3, 0.25, 0.8, 0.75)),
+    (7, (0.33, 0.25, 0.73, 0.75)),
 ]
-# Two "1"s, the second one's flag starting on the first one's stem.
+# Two "1"s, the second one's flag starting against the first one's stem.
 TOUCHING_11: list[tuple[int, Box]] = [
-    (1, (0.15, 0.2, 0.45, 0.8)),
-    (1, (0.26, 0.2, 0.56, 0.8)),
+    (1, (0.17, 0.2, 0.47, 0.8)),
+    (1, (0.2, 0.2, 0.7, 0.8)),
 ]
-# A "1" and a "0" whose stroke touches the 1's stem.
+# A "1" and a "0" whose left side touches the 1's stem.
 TOUCHING_10: list[tuple[int, Box]] = [
     (1, (0.12, 0.25, 0.37, 0.75)),
-    (0, (0.24, 0.25, 0.66, 0.75)),
+    (0, (0.27, 0.25, 0.57, 0.75)),
 ]
 
 
@@ -247,7 +248,7 @@ def test_a_number_in_single_digit_mode_gets_a_hint_to_switch(page) -> None:
     """Touching digits do not switch number mode on by themselves: the server's
     ``looks_like_number`` brings a hint whose button reads the drawing as a number."""
     change_answer(page, "/api/predict", lambda answer: answer.update(looks_like_number=True))
-    draw_number(page, TOUCHING_17)
+    draw_number(page, TOUCHING_11)
     hint = page.locator("#number-hint")
     expect(hint).to_be_visible(timeout=TIMEOUT)
     expect(page.locator("#status")).to_contain_text("looks like several digits")
@@ -257,9 +258,24 @@ def test_a_number_in_single_digit_mode_gets_a_hint_to_switch(page) -> None:
     button.click()
     expect(page.locator("#number-mode")).to_be_checked()
     expect(hint).to_be_hidden()
-    expect(page.locator("#number")).to_have_text("17", timeout=TIMEOUT)
+    expect(page.locator("#number")).to_have_text("11", timeout=TIMEOUT)
     settled(page)
     expect(page.locator("#boxes .digit-box")).to_have_count(2)
+
+
+def test_the_hint_end_to_end_after_choosing_single_digit_mode(page) -> None:
+    """A user who turned number mode off draws 42 anyway: the server's own answer brings the
+    hint, and its button reads the drawing as a number."""
+    number_mode_on(page)
+    page.click("label.switch")  # ... and off again: the user's choice, no automatic switching
+    expect(page.locator("#number-mode")).not_to_be_checked()
+    draw_number(page, [(4, (0.08, 0.25, 0.4, 0.75)), (2, (0.58, 0.25, 0.9, 0.75))])
+    expect(page.locator("#number-hint")).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator("#number-mode")).not_to_be_checked()
+    page.get_by_role("button", name="Read it as a number").click()
+    expect(page.locator("#number")).to_have_text("42", timeout=TIMEOUT)
+    settled(page)
+    assert_boxes_fit(page, "42")
 
 
 def test_no_hint_for_a_single_digit(page) -> None:
