@@ -59,18 +59,19 @@ from npcnn.training import Augment, score_logits
 
 DEFAULTS: dict[str, Any] = {
     "arch": "shipped",
-    "epochs": 20,
+    "epochs": 22,
     "batch_size": 128,
     "lr": 3e-3,
     "schedule": "onecycle",
     "weight_decay": 1e-2,
-    "label_smoothing": 0.0,
+    "label_smoothing": 0.1,
     "augment": True,
     "augment_strength": 1.0,
     "seed": 0,
     "val_size": 5000,
-    "synth_digits": 0,
-    "non_digits": 0,
+    "synth_digits": 3000,
+    "non_digits": 6000,
+    "joined_digits": 6000,
     "val_non_digits": 1000,
     "average_last": 0,
 }
@@ -185,6 +186,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["non_digits"],
         help="synthetic non-digits (letters, symbols, shapes, doodles) added to the training "
         "images as class 10; > 0 makes a model with 11 outputs",
+    )
+    p.add_argument(
+        "--joined-digits",
+        type=int,
+        default=DEFAULTS["joined_digits"],
+        help="pictures of two MNIST training digits joined (touching, overlapping, close, or a "
+        "digit and part of another), framed as one: 'not a digit' (with --non-digits)",
     )
     p.add_argument(
         "--val-non-digits",
@@ -313,20 +321,25 @@ def load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray], 
     """``(training, validation, test)`` pairs; the test images stay uint8 (N, 28, 28).
 
     The synthetic digits and non-digits (``--synth-digits``, ``--non-digits``, seed ``--seed``)
-    join the training images; ``--val-non-digits`` non-digits of another seed join the
-    validation images.  ``args.synth_seconds`` records the time spent making (or reading) them.
+    and ``--joined-digits`` pairs of training digits join the training images;
+    ``--val-non-digits`` non-digits of another seed, and as many pairs of validation digits,
+    join the validation images.  ``args.synth_seconds`` records the time spent making (or reading) them.
     """
     (x_all, y_all), test = load_mnist(verbose=not args.quiet)
     (x_train, y_train), (x_val, y_val) = train_val_split(x_all, y_all, args.val_size, args.seed)
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     started = time.perf_counter()
+    joined = args.joined_digits if args.non_digits else 0
+    val_count = args.val_non_digits if args.non_digits else 0
     extra = synth.concatenate(
         synth.synthetic_digits(args.synth_digits, args.seed),
         synth.non_digits(args.non_digits, args.seed),
+        synth.joined_digits(x_train, joined, args.seed),
     )
-    val_extra = synth.non_digits(
-        args.val_non_digits if args.non_digits else 0, VAL_SEED_OFFSET + args.seed
+    val_extra = synth.concatenate(
+        synth.non_digits(val_count, VAL_SEED_OFFSET + args.seed),
+        synth.joined_digits(x_val, val_count if joined else 0, VAL_SEED_OFFSET + args.seed),
     )
     args.synth_seconds = time.perf_counter() - started
     x_train, y_train = join((x_train, y_train), extra)
@@ -447,11 +460,18 @@ def test_report(logits: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
     return report
 
 
-def synthetic_test_report(model: npcnn.Sequential, seed: int) -> dict[str, Any]:
-    """Refusals on synthetic non-digits and digits made with a seed never used in training."""
+def synthetic_test_report(
+    model: npcnn.Sequential, seed: int, x_test_u8: np.ndarray
+) -> dict[str, Any]:
+    """Refusals on synthetic non-digits and digits made with a seed never used in training, and
+    on pairs of MNIST test digits joined (``synth.joined_digits``)."""
     report = {}
     for name, data in (
         ("non_digit_test", synth.non_digits(TEST_SYNTH_IMAGES, TEST_SEED_OFFSET + seed)),
+        (
+            "joined_digit_test",
+            synth.joined_digits(x_test_u8, TEST_SYNTH_IMAGES, TEST_SEED_OFFSET + seed),
+        ),
         (
             "synthetic_digit_test",
             synth.synthetic_digits(TEST_SYNTH_IMAGES, TEST_SEED_OFFSET + seed),
@@ -530,17 +550,25 @@ def model_card(
             "val_size": args.val_size,
         },
         "history": state.history,
-        "data": {
-            "mnist": train_images - args.synth_digits - args.non_digits,
-            "synth_digits": args.synth_digits,
-            "non_digits": args.non_digits,
-            "val_non_digits": args.val_non_digits if args.non_digits else 0,
-            "proportions": "MNIST : synthetic digits : non-digits = "
-            f"1 : {args.synth_digits / max(train_images - args.synth_digits - args.non_digits, 1):.3f}"
-            f" : {args.non_digits / max(train_images - args.synth_digits - args.non_digits, 1):.3f}",
-        },
+        "data": data_figures(args, train_images),
         "command": command.strip(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def data_figures(args: argparse.Namespace, train_images: int) -> dict[str, Any]:
+    """What the training images were made of, for the model card."""
+    joined = args.joined_digits if args.non_digits else 0
+    mnist = max(train_images - args.synth_digits - args.non_digits - joined, 1)
+    return {
+        "mnist": mnist,
+        "synth_digits": args.synth_digits,
+        "non_digits": args.non_digits,
+        "joined_digits": joined,
+        "val_non_digits": args.val_non_digits if args.non_digits else 0,
+        "val_joined_digits": args.val_non_digits if joined else 0,
+        "proportions": "MNIST : synthetic digits : non-digits : joined digits = "
+        f"1 : {args.synth_digits / mnist:.3f} : {args.non_digits / mnist:.3f} : {joined / mnist:.3f}",
     }
 
 
@@ -763,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     card["calibration"] = calibration
     if args.non_digits:
-        card |= synthetic_test_report(best, args.seed)
+        card |= synthetic_test_report(best, args.seed, x_test_u8)
     if args.robustness:
         card["robustness"] = robustness.robustness_table(best, x_test_u8, y_test)
     save_results(args, best, card)

@@ -204,6 +204,12 @@ def _refusal_rows(card: dict[str, Any]) -> str:
             f"| synthetic non-digits refused | {_pct(other['refused'])} of {other['images']:,}"
             f" (seed {other['seed']}, never used in training) |\n"
         )
+    joined = card.get("joined_digit_test")
+    if joined:
+        lines += (
+            f"| two MNIST test digits joined, framed as one: refused | {_pct(joined['refused'])}"
+            f" of {joined['images']:,} |\n"
+        )
     synthetic = card.get("synthetic_digit_test")
     if synthetic:
         lines += (
@@ -221,10 +227,21 @@ def _data_section(card: dict[str, Any]) -> str:
         f"Training data: {data['mnist']:,} MNIST training images, {data['synth_digits']:,}"
         f" synthetic digits and {data['non_digits']:,} synthetic non-digits (class 10) made by"
         " `npcnn/digits/synth.py` from the allowed font packages (skeletons redrawn with a"
-        " round pen), procedural pen strokes and shapes; proportions"
-        f" {data['proportions']}, chosen on the validation split, which holds"
-        f" {data['val_non_digits']:,} synthetic non-digits of another seed besides the MNIST"
-        " images.  "
+        " round pen), procedural pen strokes and shapes"
+        + (
+            f", and {data['joined_digits']:,} pictures of two MNIST training digits joined and"
+            " framed as one (class 10: what a number's reader must not take for one digit)"
+            if data.get("joined_digits")
+            else ""
+        )
+        + f"; proportions {data['proportions']}.  The validation split holds"
+        f" {data['val_non_digits']:,} synthetic non-digits of another seed"
+        + (
+            f" and {data['val_joined_digits']:,} joined pairs of its own digits"
+            if data.get("val_joined_digits")
+            else ""
+        )
+        + " besides its MNIST images.  "
     )
 
 

@@ -89,6 +89,17 @@ def _touches(canvas: np.ndarray, glyph: np.ndarray, x: int, y: int) -> bool:
     return bool((grown & region).any())
 
 
+def place_touching(canvas: np.ndarray, glyph: np.ndarray, right: int, y: int, base: int) -> int:
+    """The column at which ``glyph`` (top row ``y``) touches the ink on ``canvas`` that ends at
+    column ``right``: slid left from just inside ``right`` until their ink connects, but never
+    further in than 0.35 ``base`` (digit heights)."""
+    x = right - max(1, int(0.05 * base))
+    deepest = right - int(0.35 * base)  # give up overlapping further than this
+    while x > deepest and not _touches(canvas, glyph, x, y):
+        x -= 1
+    return x
+
+
 def make_number(rng: np.random.Generator, kind: str, category: str) -> NumberPicture:
     """One picture of a number of ``category``, its digits drawn from ``kind``'s sources."""
     images, labels, synth_images, synth_labels = digit_sources(kind)
@@ -118,10 +129,7 @@ def make_number(rng: np.random.Generator, kind: str, category: str) -> NumberPic
         h, w = glyph.shape
         y = int(round(baseline - slope * (x - margin))) - h
         if index > 0 and category == "touching":
-            x = boxes[-1][2] - max(1, int(0.05 * base))
-            deepest = boxes[-1][2] - int(0.35 * base)  # give up overlapping further than this
-            while x > deepest and not _touches(canvas, glyph, x, y):
-                x -= 1
+            x = place_touching(canvas, glyph, boxes[-1][2], y, base)
         elif index > 0 and category == "overlapping":
             x = boxes[-1][2] - int(rng.uniform(0.08, 0.25) * base)
         elif index > 0:

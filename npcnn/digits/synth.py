@@ -801,6 +801,72 @@ def non_digits(n: int, seed: int = 0, font_fraction: float = 0.4, cache: bool = 
     )
 
 
+JOINED_STYLES = ("pair:touching", "pair:overlapping", "pair:close", "digit+part")
+
+
+def joined_digits(images: np.ndarray, n: int, seed: int = 0) -> SynthSet:
+    """``n`` pictures of two digits joined, framed as if they were one digit: not a digit.
+
+    Reading a number, the app frames runs of ink that may hold two digits, or one digit and a
+    piece of its neighbour, and asks the network whether each is a digit
+    (``npcnn.digits.numbers``); these teach it to say no.  ``images`` (N, 28, 28) uint8 are the
+    digits to join: pass only training digits.  Each picture is one of ``JOINED_STYLES``, in
+    turn: two digits touching, overlapping by 8-25% of their height, or 0-15% apart; or one
+    digit and 45-70% of its neighbour's width, the cut going through the neighbour (left or
+    right).  Heights differ by up to 20% and baselines by up to 10%.  A join whose ink is not
+    clearly wider than tall (two upright 1s side by side look like one bold 1) is drawn again
+    with other digits.  Seeded; not cached (under 1 ms an image).
+    """
+    _check(n, 0.0)
+    rng = np.random.default_rng([seed, 3])
+    pictures, styles = [], []
+    for k in range(n):
+        style = JOINED_STYLES[k % len(JOINED_STYLES)]
+        canvas = _join_two(images, style, rng)
+        while canvas is None:
+            canvas = _join_two(images, style, rng)
+        pictures.append(_frame(canvas))
+        styles.append(style)
+    stack = np.stack(pictures) if pictures else _empty()
+    return SynthSet(stack, np.full(n, NOT_A_DIGIT, dtype=np.int64), np.array(styles, dtype=str))
+
+
+def _join_two(images: np.ndarray, style: str, rng: np.random.Generator) -> np.ndarray | None:
+    """Two random digits of ``images`` joined in ``style`` (ink in [0, 1]), or None when the
+    result is not at least 0.7 times as wide as it is tall."""
+    from npcnn.digits.number_set import place_touching, scaled_digit  # number_set imports synth
+
+    height = int(rng.integers(36, 64))
+    a, b = (
+        scaled_digit(images[i], max(12, round(height * rng.uniform(0.8, 1.0))))
+        for i in rng.integers(0, len(images), 2)
+    )
+    lift = int(rng.uniform(-0.1, 0.1) * height)
+    xa, right = height // 2, height // 2 + a.shape[1]  # a's columns; a margin on its left
+    canvas = np.zeros((2 * height, right + b.shape[1] + height), np.float32)
+    ya, yb = height // 2 + height - a.shape[0], height // 2 + height - b.shape[0] + lift
+    canvas[ya : ya + a.shape[0], xa:right] = a
+    if style == "pair:overlapping":
+        xb = right - int(rng.uniform(0.08, 0.25) * height)
+    elif style == "pair:close":
+        xb = right + int(rng.uniform(0.0, 0.15) * height)
+    else:  # touching, and digit+part cuts a touching pair: slide b left from a's right edge
+        xb = place_touching(canvas, b, right + max(1, int(0.05 * height)), yb, height)
+    xb = max(xb, xa + a.shape[1] // 2)  # a narrow digit (a 1) is never hidden in the other
+    region = canvas[yb : yb + b.shape[0], xb : xb + b.shape[1]]
+    np.maximum(region, b, out=region)
+    if style == "digit+part":
+        keep = rng.uniform(0.45, 0.7)
+        if rng.random() < 0.5:  # digit a and the left part of b
+            canvas = canvas[:, : xb + max(2, int(keep * b.shape[1]))]
+        else:  # the right part of a and digit b
+            canvas = canvas[:, xa + int((1 - keep) * a.shape[1]) :]
+    rows, cols = np.flatnonzero(canvas.max(axis=1) > 0.3), np.flatnonzero(canvas.max(axis=0) > 0.3)
+    if len(cols) == 0 or cols[-1] - cols[0] < 0.7 * (rows[-1] - rows[0]):
+        return None
+    return canvas
+
+
 def concatenate(*parts: SynthSet) -> SynthSet:
     """Several sets as one, in order."""
     return SynthSet(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))

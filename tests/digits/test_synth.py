@@ -164,3 +164,25 @@ def test_concatenate(digits, others):
     both = synth.concatenate(digits, others)
     assert len(both) == len(digits) + len(others)
     assert Path(synth.cache_dir()).name == "synth"
+
+
+def test_joined_digits_are_two_digits_framed_as_one():
+    digits = np.zeros((20, 28, 28), dtype=np.uint8)
+    for k in range(20):  # upright bars and rings, like a 1 and a 0
+        if k % 2:
+            digits[k, 4:24, 12:16] = 255
+        else:
+            yy, xx = np.mgrid[:28, :28]
+            ring = np.abs(np.hypot(yy - 14, (xx - 14) * 1.4) - 8) < 2
+            digits[k][ring] = 255
+    joined = synth.joined_digits(digits, 40, seed=0)
+    assert joined.images.shape == (40, 28, 28) and joined.images.dtype == np.uint8
+    assert (joined.labels == synth.NOT_A_DIGIT).all()
+    assert sorted(set(joined.styles)) == sorted(synth.JOINED_STYLES)
+    for image, style in zip(joined.images, joined.styles, strict=True):
+        ys, xs = np.nonzero(image > 80)
+        # two digits side by side: never a narrow, upright mark like one digit (a bold 1)
+        assert xs.max() - xs.min() + 1 >= 0.6 * (ys.max() - ys.min() + 1), style
+    seven = synth.joined_digits(digits, 40, seed=7).images
+    assert np.array_equal(seven, synth.joined_digits(digits, 40, seed=7).images)
+    assert not np.array_equal(seven, synth.joined_digits(digits, 40, seed=8).images)

@@ -21,7 +21,7 @@ def quick_args(tmp_path, name: str, *extra: str, arch: str = "keras-small") -> l
     return [
         "--arch", arch, "--limit", "6000", "--val-size", "1000", "--batch-size", "100",
         "--out", str(tmp_path / f"{name}.npz"), "--checkpoint", str(tmp_path / f"{name}_ck.npz"),
-        "--quiet", "--no-robustness", *extra,
+        "--quiet", "--no-robustness", "--synth-digits", "0", "--non-digits", "0", *extra,
     ]  # fmt: skip
 
 
@@ -80,7 +80,8 @@ def test_a_run_with_non_digits_has_eleven_outputs_and_reports_refusals(tmp_path,
     monkeypatch.setattr(synth, "cache_dir", lambda: tmp_path / "synth")
     args = quick_args(
         tmp_path, "eleven", "--epochs", "1", "--limit", "2000", "--synth-digits", "200",
-        "--non-digits", "300", "--val-non-digits", "200", "--average-last", "1",
+        "--non-digits", "300", "--joined-digits", "200", "--val-non-digits", "200",
+        "--average-last", "1",
     )  # fmt: skip
     assert train_model.main(args) == 0
     model = npcnn.load(tmp_path / "eleven.npz")
@@ -91,6 +92,9 @@ def test_a_run_with_non_digits_has_eleven_outputs_and_reports_refusals(tmp_path,
     assert card["non_digit_test"]["images"] == train_model.TEST_SYNTH_IMAGES
     assert card["non_digit_test"]["seed"] != card["training"]["seed"]
     assert card["data"]["non_digits"] == 300 and card["data"]["synth_digits"] == 200
+    assert card["data"]["joined_digits"] == 200 and card["data"]["val_joined_digits"] == 200
+    assert card["joined_digit_test"]["images"] == train_model.TEST_SYNTH_IMAGES
+    assert "refusal" in card["calibration"]
     assert "val_non_digits_refused" in card["history"][0]
     assert {"ece_before", "ece_after", "temperature"} <= set(card["calibration"])
     assert card["training"]["total_seconds"] >= card["training"]["wall_seconds"]
