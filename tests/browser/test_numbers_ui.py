@@ -9,11 +9,16 @@ changed in flight (``page.route``) so that they do not depend on what the model 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
+import numpy as np
 import pytest
 from browser_helpers import Box, canvas_rect, draw_with_mouse, stroke_points
+from PIL import Image
 from playwright.sync_api import expect
+from scipy import ndimage
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,21 +35,22 @@ SPACED_2026: list[tuple[int, Box]] = [
     (2, (0.53, 0.32, 0.7, 0.68)),
     (6, (0.78, 0.32, 0.95, 0.68)),
 ]
-# The pen is 1/16 of the pad wide: ink closer than that is one connected piece.
-# A "1" and a "7" whose top bar starts against the 1's stem.
+# The pen is 1/16 of the pad wide: ink closer than that is one connected piece (each test
+# checks that its drawing is one piece).  A "1" and a "7" whose top bar starts against the
+# 1's stem.
 TOUCHING_17: list[tuple[int, Box]] = [
-    (1, (0.2, 0.25, 0.42, 0.75)),
-    (7, (0.33, 0.25, 0.73, 0.75)),
+    (1, (0.12, 0.15, 0.42, 0.85)),
+    (7, (0.315, 0.15, 0.615, 0.85)),
 ]
 # Two "1"s, the second one's flag starting against the first one's stem.
 TOUCHING_11: list[tuple[int, Box]] = [
     (1, (0.17, 0.2, 0.47, 0.8)),
     (1, (0.2, 0.2, 0.7, 0.8)),
 ]
-# A "1" and a "0" whose left side touches the 1's stem.
-TOUCHING_10: list[tuple[int, Box]] = [
-    (1, (0.12, 0.25, 0.37, 0.75)),
-    (0, (0.27, 0.25, 0.57, 0.75)),
+# A "4" whose bar runs into the side of a "0".
+TOUCHING_40: list[tuple[int, Box]] = [
+    (4, (0.12, 0.15, 0.48, 0.85)),
+    (0, (0.42, 0.15, 0.78, 0.85)),
 ]
 
 
@@ -62,6 +68,13 @@ def settled(page) -> None:
     """The answer on screen is about the drawing as it is: nothing pending, boxes placed."""
     page.locator("#prediction:not([data-busy])").wait_for(state="attached", timeout=TIMEOUT)
     expect(page.locator("#boxes")).to_have_attribute("data-state", "fresh", timeout=TIMEOUT)
+
+
+def ink_pieces(page) -> int:
+    """How many separate pieces of ink the pad holds (8-connected, dark on the light pad)."""
+    url = page.locator("#canvas").evaluate("c => c.toDataURL('image/png')")
+    picture = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L")
+    return ndimage.label(np.asarray(picture) < 128, structure=np.ones((3, 3)))[1]
 
 
 def boxes_on_pad(page) -> list[dict]:
@@ -123,12 +136,13 @@ def test_spaced_number_is_read_with_boxes_in_order(page) -> None:
 
 @pytest.mark.parametrize(
     ("digits", "number"),
-    [(TOUCHING_17, "17"), (TOUCHING_11, "11"), (TOUCHING_10, "10")],
-    ids=["17", "11", "10"],
+    [(TOUCHING_17, "17"), (TOUCHING_11, "11"), (TOUCHING_40, "40")],
+    ids=["17", "11", "40"],
 )
 def test_touching_digits_are_read_as_a_number(page, digits, number: str) -> None:
     number_mode_on(page)
     draw_number(page, digits)
+    assert ink_pieces(page) == 1  # the digits really touch
     expect(page.locator("#number")).to_have_text(number, timeout=TIMEOUT)
     settled(page)
     expect(page.locator("#number")).to_have_text(number)
@@ -249,6 +263,7 @@ def test_a_number_in_single_digit_mode_gets_a_hint_to_switch(page) -> None:
     ``looks_like_number`` brings a hint whose button reads the drawing as a number."""
     change_answer(page, "/api/predict", lambda answer: answer.update(looks_like_number=True))
     draw_number(page, TOUCHING_11)
+    assert ink_pieces(page) == 1
     hint = page.locator("#number-hint")
     expect(hint).to_be_visible(timeout=TIMEOUT)
     expect(page.locator("#status")).to_contain_text("looks like several digits")
