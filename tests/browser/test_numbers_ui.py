@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -132,6 +133,8 @@ def test_spaced_number_is_read_with_boxes_in_order(page) -> None:
         cx, cy = pad["x"] + pad["width"] * (x0 + x1) / 2, pad["y"] + pad["height"] * (y0 + y1) / 2
         assert b["x0"] <= cx <= b["x1"] and b["y0"] <= cy <= b["y1"]
     expect(page.locator("#number-digits li")).to_have_count(4)
+    # the server's confidence in the whole number (the field is new: absent from older servers)
+    expect(page.locator("#number-confidence")).to_have_text(re.compile(r"^\d+% sure of the whole"))
 
 
 @pytest.mark.parametrize(
