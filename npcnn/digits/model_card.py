@@ -137,10 +137,13 @@ def write_model_card(path_md: Path, card: dict[str, Any]) -> None:
     t = card["training"]
     best = card["validation"]["best_epoch"]
     chosen = f"best epoch {best}" if best > 0 else "the weights averaged over the last epochs"
-    extra = card.get("data", {}).get("val_non_digits", 0)
+    data = card.get("data", {})
+    extra = data.get("val_non_digits", 0)
+    joined = data.get("val_joined_digits", 0)
     validation = (
         f"{100 * card['validation']['accuracy']:.2f}% on {t['val_size']:,} held-out training"
-        f" images{f' and {extra:,} synthetic non-digits' if extra else ''} ({chosen})"
+        f" images{f', {extra:,} synthetic non-digits' if extra else ''}"
+        f"{f' and {joined:,} pairs of those digits joined' if joined else ''} ({chosen})"
     )
     minutes = t.get("total_seconds", t["wall_seconds"]) / 60
     synth_note = (
