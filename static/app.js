@@ -910,6 +910,7 @@
       const parts = [`Model: ${model.name}`];
       if (model.parameters) parts.push(`${model.parameters.toLocaleString("en")} parameters`);
       if (typeof model.test_accuracy === "number") parts.push(`${(model.test_accuracy * 100).toFixed(2)}% MNIST test accuracy`);
+      if (model.outputs === 11) parts.push("says when a drawing is not a digit");
       el.modelInfo.textContent = `${parts.join(" · ")} · npcnn, a CNN written from scratch in NumPy`;
     } catch {
       // the footer keeps its default text

@@ -450,6 +450,7 @@ class Recogniser:
             **self.identity,
             "weights_file": self.weights_file,
             "parameters": int(self.model.parameter_count()),
+            "outputs": int(self.model.output_shapes[-1][0]),  # 11: it can say "not a digit"
             "test_accuracy": metrics.get("test_accuracy"),
             "layers": [layer.name for layer in self.model.layers],
             "backend": npcnn.get_backend(),

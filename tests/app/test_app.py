@@ -81,6 +81,7 @@ def test_health_describes_the_model(client, model) -> None:
     assert body["status"] == "ok"
     assert body["model"]["parameters"] == model.parameter_count()
     assert body["model"]["layers"] == [layer.name for layer in model.layers]
+    assert body["model"]["outputs"] == model.predict(np.zeros((1, 1, 28, 28), np.float32)).shape[1]
     accuracy = (model.metadata.get("metrics") or {}).get("test_accuracy")
     assert body["model"]["test_accuracy"] == accuracy
 

@@ -52,6 +52,7 @@ def test_the_page_says_it_does_not_look_like_a_digit(browser, refusing_url) -> N
         expect(prediction).to_contain_text("That doesn't look like a digit")
         expect(prediction.locator(".closest")).to_have_text("closest: 4")
         expect(page.locator("#probabilities .bar-row.top")).to_have_attribute("data-digit", "4")
+        expect(page.locator("#model-info")).to_contain_text("says when a drawing is not a digit")
         assert page.locator("#probabilities .bar-row").count() == 10
         page.locator("#prediction:not([data-busy])").wait_for(timeout=TIMEOUT)
         page.wait_for_timeout(300)  # any explanation that follows the answer
