@@ -11,18 +11,13 @@ atomically at the end of every epoch (``npcnn.Checkpoint``); Ctrl-C stops cleanl
 finished epoch, and ``--resume`` continues from the last one with the same optimiser state and
 random numbers, so the result equals an uninterrupted run.
 
-``--feedback URL`` fine-tunes ``--weights`` instead: on the corrections stored in that database
-(``npcnn.digits.feedback``; without a URL, the app's default) mixed with MNIST training images so
-that it does not forget - a quarter of each batch corrections, three quarters MNIST - for a few
-epochs at a small learning rate.  A fixed share of the corrections is held out; accuracy on MNIST
-test and on the held-out corrections is reported before and after, and the model is written only
-if MNIST test accuracy fell by at most ``--max-mnist-drop`` percentage points.  Corrections
-labelled "none" (not a digit) are skipped while the model has 10 outputs; a model with 11 learns
-them as class 10.
+``--feedback URL`` fine-tunes ``--weights`` on the corrections users stored through the app
+instead, mixed with MNIST so that it does not forget, and writes the result only if MNIST test
+accuracy holds: see ``npcnn.digits.finetune``.
 
 This file is only the command line: the data come from ``npcnn.digits``, the training loop from
 ``npcnn.training``, the pictures from ``npcnn.digits.analysis``, the card from
-``npcnn.digits.model_card``.
+``npcnn.digits.model_card``, fine-tuning from ``npcnn.digits.finetune``.
 """
 
 from __future__ import annotations
@@ -41,10 +36,9 @@ import numpy as np
 import npcnn
 from npcnn.batching import as_float_images
 from npcnn.checkpoints import Checkpoint
-from npcnn.digits import analysis, architectures, robustness, synth
-from npcnn.digits.augment import AugmentConfig, augment_batch
+from npcnn.digits import analysis, architectures, finetune, robustness, synth
+from npcnn.digits.augment import augmenter
 from npcnn.digits.data import load_mnist, train_val_split
-from npcnn.digits.feedback import FeedbackStore, StoreUnavailable, is_held_out
 from npcnn.digits.model_card import (
     NOT_A_DIGIT,
     calibration_report,
@@ -54,8 +48,8 @@ from npcnn.digits.model_card import (
     write_model_card,
 )
 from npcnn.errors import ConfigError
-from npcnn.optimizers import Adam, CosineLR, OneCycleLR, StepLR
-from npcnn.training import Augment, score_logits
+from npcnn.optimizers import SCHEDULES, Adam, schedule_named
+from npcnn.training import score_logits
 
 DEFAULTS: dict[str, Any] = {
     "arch": "shipped",
@@ -81,18 +75,6 @@ VAL_SEED_OFFSET, TEST_SEED_OFFSET = 1000, 2000
 TEST_SYNTH_IMAGES = 2000  # synthetic non-digits (and digits) of the test report
 # The options that define the training run itself: a checkpoint resumes only with the same values.
 RUN_OPTIONS = list(DEFAULTS)
-# With --feedback: a few gentle epochs on top of the trained model, written beside it.  No
-# augmentation: on 400 corrections it cost MNIST test accuracy and taught the corrections less.
-FINE_TUNE_DEFAULTS: dict[str, Any] = {
-    "epochs": 5,
-    "lr": 1e-4,
-    "schedule": "constant",
-    "weight_decay": 0.0,
-    "augment": False,
-    "out": "weights/mnist_cnn_feedback.npz",
-}
-FINE_TUNE_RECORDED = ["epochs", "lr", "schedule", "weight_decay", "batch_size", "augment", "seed",
-                      "feedback_share", "feedback_holdout"]  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_other_options(parser)
     add_feedback_options(parser)
     if parser.parse_known_args(argv)[0].feedback is not None:
-        parser.set_defaults(**FINE_TUNE_DEFAULTS)
+        parser.set_defaults(**finetune.FINE_TUNE_DEFAULTS)
     args = parser.parse_args(argv)
     if not 0 < args.feedback_share <= 1 or not 0 <= args.feedback_holdout < 1:
         parser.error("need 0 < --feedback-share <= 1 and 0 <= --feedback-holdout < 1")
@@ -133,7 +115,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--schedule",
         default=DEFAULTS["schedule"],
-        choices=["onecycle", "cosine", "step", "constant"],
+        choices=SCHEDULES,
         help="learning-rate schedule over all updates: onecycle (warm up, then cosine "
         "anneal), cosine (from --lr to 0), step (x0.1 at 50%% and 75%%), constant",
     )
@@ -265,7 +247,7 @@ def add_feedback_options(parser: argparse.ArgumentParser) -> None:
     """Fine-tuning on users' corrections (``--feedback``)."""
     defaults = ", ".join(
         ("--" if v else "--no-") + k if isinstance(v, bool) else f"--{k.replace('_', '-')} {v}"
-        for k, v in FINE_TUNE_DEFAULTS.items()
+        for k, v in finetune.FINE_TUNE_DEFAULTS.items()
     )
     p = parser.add_argument_group(
         "fine-tuning on users' corrections", f"with --feedback the defaults become: {defaults}"
@@ -297,19 +279,6 @@ def add_feedback_options(parser: argparse.ArgumentParser) -> None:
         default=0.05,
         help="refuse to write the model if MNIST test accuracy falls by more percentage points",
     )
-
-
-def make_schedule(name: str, lr: float, total_steps: int):
-    """The learning-rate schedule for ``total_steps`` updates (None: constant ``lr``)."""
-    if name == "onecycle":
-        return OneCycleLR(lr, total_steps, pct_start=0.2)
-    if name == "cosine":
-        return CosineLR(lr, total_steps, warmup_steps=min(200, total_steps // 10))
-    if name == "step":
-        return lambda step: StepLR(lr, max(total_steps // 4, 1), 0.1)(
-            max(step - total_steps // 4, 0)
-        )
-    return None
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
@@ -416,18 +385,6 @@ class WeightAverage:
         for start in range(0, len(order), batch_size):  # BatchNorm: momentum 0.9, 200 batches
             averaged.forward(x[order[start : start + batch_size]], training=True)
         return averaged
-
-
-def make_augment(args: argparse.Namespace) -> Augment | None:
-    """The random distortions applied to each training batch (``None``: off)."""
-    if not args.augment or args.augment_strength <= 0:
-        return None
-    config = AugmentConfig(strength=args.augment_strength)
-
-    def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return augment_batch(batch, rng, config)
-
-    return augment
 
 
 def start_or_resume(
@@ -594,135 +551,6 @@ def save_results(args: argparse.Namespace, model: npcnn.Sequential, card: dict[s
         write_model_card(out.with_name("MODEL_CARD.md"), card)
 
 
-def load_corrections(
-    url: str, classes: int, holdout: float
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """The corrections as (training, held-out) pairs of uint8 (N, 28, 28) images and class
-    indices; "none" becomes class 10 for an 11-class model and is skipped otherwise."""
-    with FeedbackStore(url or None) as store:
-        ids, images, labels = store.arrays()
-        print(f"{len(ids)} corrections in {store.shown_url}")
-    is_none = labels == "none"
-    if is_none.any() and classes < 11:
-        print(f"skipped {int(is_none.sum())} 'not a digit' corrections: the model has {classes} "
-              "outputs, none of them 'not a digit'")  # fmt: skip
-        ids, images, labels = ids[~is_none], images[~is_none], labels[~is_none]
-    y = np.array([10 if label == "none" else int(label) for label in labels], dtype=np.int64)
-    held = is_held_out(ids, holdout)
-    return (images[~held], y[~held]), (images[held], y[held])
-
-
-def mixed_epoch(
-    corrections: tuple[np.ndarray, np.ndarray],
-    mnist: tuple[np.ndarray, np.ndarray],
-    batch_size: int,
-    share: float,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch's images and labels, in batch order: every batch of ``batch_size`` holds
-    ``share`` corrections (each correction once per epoch) and fresh MNIST images for the rest."""
-    (xc, yc), (xm, ym) = corrections, mnist
-    per_batch = min(max(1, round(share * batch_size)), batch_size)
-    batches = -(-len(xc) // per_batch)
-    order_c = rng.permutation(len(xc))
-    needed = batches * (batch_size - per_batch)
-    order_m = rng.choice(len(xm), size=needed, replace=needed > len(xm))
-    xs, ys = [], []
-    for b in range(batches):
-        ic = order_c[b * per_batch : (b + 1) * per_batch]
-        im = order_m[b * (batch_size - per_batch) : (b + 1) * (batch_size - per_batch)]
-        xs += [xc[ic], xm[im]]
-        ys += [yc[ic], ym[im]]
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def accuracy(model: npcnn.Sequential, x: np.ndarray, y: np.ndarray) -> float | None:
-    """Accuracy of ``model`` on uint8 images ``x`` (None when there are none)."""
-    return npcnn.evaluate(model, to_model_input(x), y)["accuracy"] if len(x) else None
-
-
-def report_figures(figures: dict[str, dict[str, float | None]], held_out: int) -> None:
-    """The before/after table."""
-
-    def cell(value: float | None) -> str:
-        return "   n/a" if value is None else f"{100 * value:6.2f}%"
-
-    print(f"{'accuracy':<32}{'before':>8}{'after':>9}")
-    for name, label in [("mnist_test", "MNIST test (10,000)"),
-                        ("held_out", f"held-out corrections ({held_out})")]:  # fmt: skip
-        print(f"{label:<32}{cell(figures['before'][name]):>8} {cell(figures['after'][name]):>8}")
-
-
-def fine_tune(args: argparse.Namespace, argv: list[str] | None) -> int:
-    """``--feedback``: fine-tune ``--weights`` on the corrections mixed with MNIST; see above."""
-    model = npcnn.load(args.weights)
-    model.rng = np.random.default_rng(args.seed)
-    classes = model.output_shapes[-1][0]
-    try:
-        train, held_out = load_corrections(args.feedback, classes, args.feedback_holdout)
-    except StoreUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if not len(train[0]):
-        print("error: no corrections to learn from", file=sys.stderr)
-        return 1
-    (x_mnist, y_mnist), (x_test, y_test) = load_mnist(verbose=not args.quiet)
-    print(f"fine-tuning {args.weights} on {len(train[0])} corrections mixed with MNIST "
-          f"({args.epochs} epochs, lr {args.lr:g}); {len(held_out[0])} held out")  # fmt: skip
-    figures = {"before": {"mnist_test": accuracy(model, x_test, y_test),
-                          "held_out": accuracy(model, *held_out)}}  # fmt: skip
-    optimizer = Adam(lr=args.lr, weight_decay=args.weight_decay)
-    augment = make_augment(args)
-    for epoch in range(args.epochs):
-        x, y = mixed_epoch(train, (x_mnist, y_mnist), args.batch_size, args.feedback_share,
-                           model.rng)  # fmt: skip
-        steps = -(-len(x) // args.batch_size) * args.epochs
-        npcnn.fit(model, to_model_input(x), y, epochs=epoch + 1, initial_epoch=epoch,
-                  batch_size=args.batch_size, optimizer=optimizer, shuffle=False,
-                  schedule=make_schedule(args.schedule, args.lr, steps), augment=augment,
-                  verbose=not args.quiet)  # fmt: skip
-    figures["after"] = {"mnist_test": accuracy(model, x_test, y_test),
-                        "held_out": accuracy(model, *held_out)}  # fmt: skip
-    report_figures(figures, len(held_out[0]))
-    return save_fine_tuned(args, model, figures, len(train[0]), argv)
-
-
-def save_fine_tuned(
-    args: argparse.Namespace,
-    model: npcnn.Sequential,
-    figures: dict[str, dict[str, float | None]],
-    trained_on: int,
-    argv: list[str] | None,
-) -> int:
-    """Write the model unless MNIST test accuracy fell by more than ``--max-mnist-drop`` points."""
-    drop = 100 * (figures["before"]["mnist_test"] - figures["after"]["mnist_test"])
-    if drop > args.max_mnist_drop:
-        print(f"refused: MNIST test accuracy fell by {drop:.2f} points (more than "
-              f"--max-mnist-drop {args.max_mnist_drop:g}); the model was not written")  # fmt: skip
-        return 1
-    metadata = dict(model.metadata)  # the other metrics described the model before: dropped
-    metadata["metrics"] = {"test_accuracy": figures["after"]["mnist_test"]}
-    metadata["fine_tuning"] = {
-        "from": str(args.weights),
-        "corrections": trained_on,
-        "figures": figures,
-        "options": {k: getattr(args, k) for k in FINE_TUNE_RECORDED},
-        "command": redacted_command(argv, secret=args.feedback),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-    npcnn.save(model, args.out, metadata=metadata)
-    print(f"model written to {args.out}")
-    return 0
-
-
-def redacted_command(argv: list[str] | None, secret: str) -> str:
-    """The command line, with the database URL (it may hold a password) replaced by "URL"."""
-    words = argv if argv is not None else sys.argv[1:]
-    if secret:
-        words = [word.replace(secret, "URL") for word in words]
-    return "python train_model.py " + " ".join(shlex.quote(word) for word in words)
-
-
 def choose_model(
     checkpoint: Checkpoint,
     average: WeightAverage,
@@ -749,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     npcnn.set_backend(args.backend)
     npcnn.set_threads(args.threads or None)
     if args.feedback is not None:
-        return fine_tune(args, argv)
+        return finetune.fine_tune(args, argv)
     run = {k: getattr(args, k) for k in RUN_OPTIONS}
     (x_train, y_train), validation, (x_test_u8, y_test) = load_data(args)
     steps = -(-len(x_train) // args.batch_size) * args.epochs
@@ -766,9 +594,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         npcnn.fit(
             model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-            optimizer=optimizer, schedule=make_schedule(args.schedule, args.lr, steps),
+            optimizer=optimizer, schedule=schedule_named(args.schedule, args.lr, steps),
             loss_fn=npcnn.SoftmaxCrossEntropy(args.label_smoothing),
-            augment=make_augment(args), initial_epoch=checkpoint.state.epoch,
+            augment=augmenter(args.augment_strength if args.augment else 0.0),
+            initial_epoch=checkpoint.state.epoch,
             callbacks=[Validation(*validation, not args.quiet), average, checkpoint],
             verbose=not args.quiet,
         )  # fmt: skip

@@ -12,7 +12,7 @@ every update.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -171,3 +171,25 @@ class OneCycleLR:
             return lo + (hi - lo) * 0.5 * (1 - math.cos(math.pi * step / up))
         progress = min((step - up) / max(self.total_steps - up, 1), 1.0)
         return end + (hi - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+SCHEDULES = ("onecycle", "cosine", "step", "constant")
+
+
+def schedule_named(name: str, lr: float, total_steps: int) -> Callable[[int], float] | None:
+    """The schedule ``name`` (one of ``SCHEDULES``) for ``total_steps`` updates peaking at ``lr``.
+
+    ``onecycle``: warm up over the first 20%, then cosine-anneal (``OneCycleLR``); ``cosine``:
+    from ``lr`` to 0 after a short warm-up; ``step``: ``lr`` for the first half, then x0.1 every
+    quarter (x0.1 at 50%, x0.01 at 75%); ``constant``: None (the optimiser keeps ``lr``).
+    """
+    if name == "onecycle":
+        return OneCycleLR(lr, total_steps, pct_start=0.2)
+    if name == "cosine":
+        return CosineLR(lr, total_steps, warmup_steps=min(200, total_steps // 10))
+    if name == "step":
+        quarter = max(total_steps // 4, 1)
+        return lambda step: StepLR(lr, quarter, 0.1)(max(step - total_steps // 4, 0))
+    if name == "constant":
+        return None
+    raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")

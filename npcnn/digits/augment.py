@@ -16,7 +16,7 @@ reproducible: the same ``rng`` state gives the same images.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -275,3 +275,18 @@ def augmented_batches(
 
     batches = shuffled_batches(x, y.astype(np.int64), batch_size, rng, shuffle, transform)
     return batches if prefetch == 0 else prefetch_batches(batches, depth=prefetch)
+
+
+def augmenter(
+    strength: float = 1.0,
+) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+    """``fit``'s ``augment``: ``augment_batch`` with ``AugmentConfig(strength=strength)`` applied
+    to each training batch; ``None`` (no augmentation) when ``strength <= 0``."""
+    if strength <= 0:
+        return None
+    config = AugmentConfig(strength=strength)
+
+    def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return augment_batch(batch, rng, config)
+
+    return augment

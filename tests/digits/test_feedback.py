@@ -22,7 +22,7 @@ from PIL import Image
 
 import npcnn
 import train_model
-from npcnn.digits import feedback
+from npcnn.digits import feedback, finetune
 from npcnn.digits.feedback import (
     Correction,
     FeedbackError,
@@ -455,7 +455,7 @@ def test_held_out_corrections_stay_held_out():
 def test_mixed_epoch_puts_a_quarter_of_each_batch_from_the_corrections():
     corrections = (np.full((50, 28, 28), 1, np.uint8), np.full(50, 1))
     mnist = (np.zeros((1000, 28, 28), np.uint8), np.zeros(1000, np.int64))
-    x, y = train_model.mixed_epoch(corrections, mnist, 16, 0.25, np.random.default_rng(0))
+    x, y = finetune.mixed_epoch(corrections, mnist, 16, 0.25, np.random.default_rng(0))
     assert len(x) == len(y) == 12 * 16 + 2 + 12  # ceil(50 / 4) batches, the last one short
     per_batch = [int(y[start : start + 16].sum()) for start in range(0, len(y), 16)]
     assert per_batch == [4] * 12 + [2] and (x[y == 1] == 1).all()
@@ -466,10 +466,10 @@ def test_fine_tuning_skips_none_rows_for_a_10_class_model(tmp_path, capsys):
     with FeedbackStore(url) as s:
         for i, label in enumerate(["1", "none", "2", "none", "3"]):
             s.add(a_correction(i, label=label))
-    (x, y), (xh, yh) = train_model.load_corrections(url, classes=10, holdout=0.0)
+    (x, y), (xh, yh) = finetune.load_corrections(url, classes=10, holdout=0.0)
     assert y.tolist() == [1, 2, 3] and len(xh) == 0 and x.dtype == np.uint8
     assert "skipped 2 'not a digit' corrections" in capsys.readouterr().out
-    (x, y), _ = train_model.load_corrections(url, classes=11, holdout=0.0)
+    (x, y), _ = finetune.load_corrections(url, classes=11, holdout=0.0)
     assert y.tolist() == [1, 10, 2, 10, 3]
 
 
@@ -486,7 +486,7 @@ def test_fine_tuning_without_a_database_or_corrections_says_so(tmp_path, capsys)
 
 def test_the_command_recorded_in_the_model_hides_the_database_password():
     argv = ["--feedback", "postgresql+psycopg://u:s3cret@db/x", "--epochs", "2"]
-    command = train_model.redacted_command(argv, secret=argv[1])
+    command = finetune.redacted_command(argv, secret=argv[1])
     assert "s3cret" not in command and command.endswith("--feedback URL --epochs 2")
 
 
@@ -508,8 +508,10 @@ def make_corrections(url: str, model: npcnn.Sequential, n: int, seed: int = 0) -
                               AugmentConfig(strength=2.0))  # fmt: skip
             p = model.predict(x)
             for i in np.flatnonzero(p.argmax(axis=1) != y_train[pick])[: n - made]:
+                guess = int(p[i].argmax())  # class 10 of an 11-output model: "not a digit"
                 store.add(Correction(image=x[i, 0], label=int(y_train[pick][i]),
-                                     predicted=int(p[i].argmax()), confidence=float(p[i].max()),
+                                     predicted="none" if guess == 10 else guess,
+                                     confidence=float(p[i].max()),
                                      model_version="shipped"))  # fmt: skip
                 made += 1
 
