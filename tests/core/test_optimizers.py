@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from npcnn.optimizers import SGD, Adam, CosineLR, OneCycleLR, StepLR
+from npcnn.optimizers import SGD, Adam, CosineLR, OneCycleLR, StepLR, schedule_named
 
 
 def test_adam_first_steps_match_the_paper():
@@ -68,3 +68,17 @@ def test_schedules():
     assert one(100) == pytest.approx(0.01)
     lrs = [one(t) for t in range(101)]
     assert max(lrs) == pytest.approx(1.0) and all(math.isfinite(v) for v in lrs)
+
+
+def test_schedules_by_name():
+    assert schedule_named("constant", 0.1, 100) is None
+    one = schedule_named("onecycle", 1.0, 100)
+    assert one(20) == pytest.approx(1.0) and one(0) < 0.1 and one(99) < 0.01
+    step = schedule_named("step", 1.0, 100)
+    assert [step(t) for t in (0, 49, 50, 74, 75, 99)] == pytest.approx(
+        [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    )
+    cosine = schedule_named("cosine", 1.0, 100)
+    assert cosine(10) == pytest.approx(1.0) and cosine(100) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="onecycle"):
+        schedule_named("linear", 1.0, 100)
