@@ -68,14 +68,16 @@ MAX_GAP = 0.45  # ... and has no empty gap wider than this many line heights ins
 
 # The weights of the reading's score (tuned on the development number set, never on the test set)
 DIGIT_BIAS = 0.0  # log-score added per digit (< 0: fewer digits preferred; 0 was best on dev)
-CUT_WEIGHT = 1.5  # a cut through a piece costs this x (its seam's ink / the fullest column's)
-GAP_WEIGHT = 4.0  # an empty gap inside a digit costs this x (gap / line height)
-SKIP_COST = -1.5  # leaving out a small mark (a speck, a stray dot)
+CUT_WEIGHT = 2.0  # a cut through a piece costs this x (its seam's ink / the fullest column's)
+GAP_WEIGHT = 1.0  # an empty gap inside a digit costs this x (gap / line height)
+SKIP_COST = -0.5  # leaving out a small mark (a speck, a stray dot)
 WIDE_RATIO = 1.2  # a digit wider than this x its height pays a quadratic penalty ...
 WIDE_SCALE = 0.4  # ... of ((ratio - WIDE_RATIO) / WIDE_SCALE)^2
 SHORT_RATIO = 0.45  # a digit shorter than this x the line's height pays ...
 SHORT_SCALE = 0.15  # ... ((SHORT_RATIO - ratio) / SHORT_SCALE)^2
 KEEP = 4  # partial readings kept per position (for the runner-up)
+OVERLAP_REACH = 0.2  # a digit next to a dear cut may also take this many heights of its neighbour
+OVERLAP_CUT = 0.0  # ... when the cut crosses at least this much ink (x the fullest column's)
 SEAM_DRIFT = 0.5  # a cut's seam pays this (in pixels of ink) per sideways step
 SEAM_SPACING = 0.08  # seams end at least this many heights apart
 SEAM_PROMINENCE = 0.0  # a seam is cheaper than the dearest on each side by this x p_max
@@ -116,7 +118,7 @@ class Atoms:
     digit_marks: int  # digit-sized marks (pieces that overlap little in x): at most MAX_DIGITS
 
 
-def seam_costs(piece: np.ndarray, drift: float = SEAM_DRIFT) -> tuple[np.ndarray, np.ndarray]:
+def seam_costs(piece: np.ndarray, drift: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The cheapest top-to-bottom cut ("seam") through ``piece`` (H, W) ending at each column.
 
     A seam takes one pixel per row, moving at most one column between rows; it costs the ink it
@@ -128,6 +130,7 @@ def seam_costs(piece: np.ndarray, drift: float = SEAM_DRIFT) -> tuple[np.ndarray
     Returns ``M[H-1]`` (W,) - the cost of the best seam ending at each bottom column - and the
     moves (H, W) int8 (-1, 0, +1: the column offset of the row above) to trace seams back.
     """
+    drift = SEAM_DRIFT if drift is None else drift
     height, width = piece.shape
     ink = piece.astype(np.float64)
     cost = ink[0].copy()
@@ -345,6 +348,47 @@ def _join(atoms: list[Atom]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     return canvas, (x0, y0, x1, y1)
 
 
+def _clip(atom: Atom, reach: int, keep_left: bool) -> Atom | None:
+    """The ``reach`` columns of ``atom`` on its left side (``keep_left``) or its right side;
+    ``None`` if they hold no ink."""
+    x0, y0, x1, y1 = atom.box
+    reach = min(reach, x1 - x0)
+    if keep_left:
+        part, box = atom.pixels[:, :reach], (x0, y0, x0 + reach, y1)
+    else:
+        part, box = atom.pixels[:, x1 - x0 - reach :], (x1 - reach, y0, x1, y1)
+    if not part.any():
+        return None
+    return Atom(part, box, atom.piece, 0.0, atom.small)
+
+
+def overlap_variants(atoms: list[Atom], start: int, stop: int, line: float) -> list[list[Atom]]:
+    """Atoms ``start .. stop-1`` with a strip of a neighbour's ink added, for digits that overlap.
+
+    Where neighbours overlap, their strokes cross and any seam leaves part of one digit on the
+    other's side: a 4 loses its left half to the 4 before it, a 0 its right side to the 5 after
+    it.  When the cut on either side of the run is dear (it crosses at least ``OVERLAP_CUT`` of
+    the fullest column's ink: strokes crossing, not just touching), the run is also offered with
+    the ``OVERLAP_REACH`` x ``line`` columns of the neighbouring atom nearest to it added, on
+    that side (one variant per side).  The network decides whether the borrowed strip completes
+    the digit or spoils it.
+    """
+    reach = max(1, round(OVERLAP_REACH * line))
+    members = atoms[start:stop]
+    variants = []
+    if stop < len(atoms) and atoms[stop].piece == atoms[stop - 1].piece:
+        if atoms[stop].cut_cost >= OVERLAP_CUT:
+            strip = _clip(atoms[stop], reach, keep_left=True)
+            if strip is not None:
+                variants.append([*members, strip])
+    if start > 0 and atoms[start].piece == atoms[start - 1].piece:
+        if atoms[start].cut_cost >= OVERLAP_CUT:
+            strip = _clip(atoms[start - 1], reach, keep_left=False)
+            if strip is not None:
+                variants.append([strip, *members])
+    return variants
+
+
 def frame_candidate(pixels: np.ndarray, adjust_stroke: bool) -> np.ndarray:
     """A candidate's ink -> (28, 28), as ``to_mnist`` frames a single digit (steps 5-8);
     ``normalise_stroke`` only when ``adjust_stroke`` (see ``stroke_needs_adjusting``)."""
@@ -393,12 +437,13 @@ def number_candidates(ink: InkImage) -> Candidates:
             too_wide = x1 - x0 > MAX_WIDTH * line or gap > MAX_GAP * line
             if too_wide and stop > start + 1 and not whole_piece:
                 continue  # every atom and every whole piece is a candidate, however wide
-            pixels, box = _join(members)
-            images.append(frame_candidate(pixels, adjust_stroke))
-            spans.append((start, stop))
-            boxes.append(box)
-            prior = segment_prior(box[2] - box[0], box[3] - box[1], line)
-            priors.append(prior - GAP_WEIGHT * gap / line)
+            for variant in [members, *overlap_variants(atoms, start, stop, line)]:
+                pixels, box = _join(variant)
+                images.append(frame_candidate(pixels, adjust_stroke))
+                spans.append((start, stop))
+                boxes.append(box)
+                prior = segment_prior(box[2] - box[0], box[3] - box[1], line)
+                priors.append(prior - GAP_WEIGHT * gap / line)
     return Candidates(
         np.stack(images).astype(np.float32),
         spans,

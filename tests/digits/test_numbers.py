@@ -153,6 +153,22 @@ def test_a_slanted_seam_separates_overlapping_strokes() -> None:
     assert any(np.isclose(a.pixels.sum(), ink[3:, :25].sum(), rtol=0.2) for a in atoms)
 
 
+def test_overlap_variants_borrow_a_strip_of_the_neighbour_across_a_cut_only() -> None:
+    def atom(x0: int, x1: int, piece: int, cut: float) -> numbers.Atom:
+        return numbers.Atom(np.ones((50, x1 - x0), np.float32), (x0, 0, x1, 50), piece, cut, False)
+
+    # atoms 0 and 1 are slices of one piece (a cut between them), atom 2 a piece of its own
+    atoms = [atom(0, 30, 1, 0.0), atom(30, 60, 1, 0.4), atom(80, 110, 2, 0.0)]
+    right = numbers.overlap_variants(atoms, 0, 1, line=50.0)
+    assert len(right) == 1  # only the right side has a cut
+    strip = right[0][-1]
+    assert strip.box == (30, 0, 40, 50)  # 0.2 x 50 px of atom 1, its side nearest atom 0
+    left = numbers.overlap_variants(atoms, 1, 2, line=50.0)
+    assert [a.box for a in left[0]] == [(20, 0, 30, 50), (30, 0, 60, 50)]
+    assert numbers.overlap_variants(atoms, 2, 3, line=50.0) == []  # a gap, not a cut
+    assert numbers.overlap_variants(atoms[:1], 0, 1, line=50.0) == []
+
+
 # --------------------------------------------------------------------- whole readings
 @pytest.mark.parametrize(("text", "step"), [("350", 84), ("2026", 80)])
 def test_touching_digits_are_read_by_the_shipped_model(shipped, text: str, step: int) -> None:
