@@ -170,13 +170,19 @@ def smooth_saliency_map(
     return model.input_gradient(noisy, class_index).mean(axis=0)[0]
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 10) -> np.ndarray:
-    """``m[i, j]`` = how many examples of true class ``i`` were predicted as class ``j``."""
+def confusion_matrix(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: int | None = None
+) -> np.ndarray:
+    """``m[i, j]`` = how many examples of true class ``i`` were predicted as class ``j``;
+    ``classes`` x ``classes``, by default 10, or 11 when a label or prediction is class 10 ("not
+    a digit")."""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
         raise ShapeError(
             f"need two label vectors of one length, got {y_true.shape}, {y_pred.shape}"
         )
+    if classes is None:
+        classes = max(10, int(y_true.max(initial=0)) + 1, int(y_pred.max(initial=0)) + 1)
     m = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(m, (y_true, y_pred), 1)
     return m

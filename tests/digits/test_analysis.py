@@ -78,6 +78,9 @@ def test_inspect_numbers():
     np.testing.assert_allclose(grad, model.input_gradient(x[3][None, None], predicted)[0, 0])
     cm = inspect.confusion_matrix([0, 1, 1, 2, 2, 2], [0, 1, 2, 2, 2, 0], classes=3)
     np.testing.assert_array_equal(cm, [[1, 0, 0], [0, 1, 1], [1, 0, 2]])
+    assert inspect.confusion_matrix([0, 1], [0, 1]).shape == (10, 10)  # digits: 10 classes
+    refused = inspect.confusion_matrix([0, 1], [0, 10])  # a refusal: class 10 gets its column
+    assert refused.shape == (11, 11) and refused[1, 10] == 1
     assert inspect.first_of_each_class(np.array([3, 1, 3, 0, 1])) == [3, 1, 0]
 
 
