@@ -15,7 +15,12 @@ among them:
    atoms that could be one digit (not much wider than tall, no wide gap inside) is a candidate:
    its ink is framed exactly like a single digit (``crop_to_ink``, ``normalise_stroke``,
    ``place_in_frame``), so one run may join a 5's body and its bar, the two strokes of a 4, or the
-   halves of a broken stroke.
+   halves of a broken stroke.  Where a run ends at a cut through a piece, it is also offered
+   with a strip of the neighbouring atom across that cut, ``OVERLAP_REACH`` and
+   ``OVERLAP_REACH_2`` line heights wide (``overlap_variants``): where digits touch or overlap,
+   any seam leaves a little of one digit on the other's side (the edge of a 0, the crossing
+   half of a 4's bar), and the strip gives it back.  The strip may be used twice - by the run
+   and by the neighbour it came from - as overlapping digits share ink.
 3. **Scores**.  All candidates go through the network in ONE ``model.predict``.  A candidate's
    score is ``log P(best digit)``: with an 11-output model the probabilities include class 10
    ("not a digit"), so a half digit or two digits in one candidate lose probability to it (the
@@ -71,12 +76,13 @@ DIGIT_BIAS = 0.0  # log-score added per digit (< 0: fewer digits preferred; 0 wa
 CUT_WEIGHT = 2.0  # a cut through a piece costs this x (its seam's ink / the fullest column's)
 GAP_WEIGHT = 1.0  # an empty gap inside a digit costs this x (gap / line height)
 SKIP_COST = -0.5  # leaving out a small mark (a speck, a stray dot)
-WIDE_RATIO = 1.2  # a digit wider than this x its height pays a quadratic penalty ...
+WIDE_RATIO = 1.4  # a digit wider than this x its height pays a quadratic penalty ...
 WIDE_SCALE = 0.4  # ... of ((ratio - WIDE_RATIO) / WIDE_SCALE)^2
-SHORT_RATIO = 0.45  # a digit shorter than this x the line's height pays ...
+SHORT_RATIO = 0.55  # a digit shorter than this x the line's height pays ...
 SHORT_SCALE = 0.15  # ... ((SHORT_RATIO - ratio) / SHORT_SCALE)^2
 KEEP = 4  # partial readings kept per position (for the runner-up)
-OVERLAP_REACH = 0.2  # a digit next to a dear cut may also take this many heights of its neighbour
+OVERLAP_REACH = 0.1  # a digit next to a dear cut may also take this many heights of its neighbour
+OVERLAP_REACH_2 = 0.2  # ... or this many (each is a variant)
 OVERLAP_CUT = 0.0  # ... when the cut crosses at least this much ink (x the fullest column's)
 SEAM_DRIFT = 0.5  # a cut's seam pays this (in pixels of ink) per sideways step
 SEAM_SPACING = 0.08  # seams end at least this many heights apart
@@ -370,22 +376,25 @@ def overlap_variants(atoms: list[Atom], start: int, stop: int, line: float) -> l
     it.  When the cut on either side of the run is dear (it crosses at least ``OVERLAP_CUT`` of
     the fullest column's ink: strokes crossing, not just touching), the run is also offered with
     the ``OVERLAP_REACH`` x ``line`` columns of the neighbouring atom nearest to it added, on
-    that side (one variant per side).  The network decides whether the borrowed strip completes
-    the digit or spoils it.
+    that side, and again with ``OVERLAP_REACH_2`` x ``line`` columns (one variant per side and
+    per width: a narrow strip gives back the edge a seam took from a digit that only touches
+    its neighbour, a wide one the part of a stroke that crosses into it).  The network decides
+    whether the borrowed strip completes the digit or spoils it.
     """
-    reach = max(1, round(OVERLAP_REACH * line))
     members = atoms[start:stop]
     variants = []
-    if stop < len(atoms) and atoms[stop].piece == atoms[stop - 1].piece:
-        if atoms[stop].cut_cost >= OVERLAP_CUT:
-            strip = _clip(atoms[stop], reach, keep_left=True)
-            if strip is not None:
-                variants.append([*members, strip])
-    if start > 0 and atoms[start].piece == atoms[start - 1].piece:
-        if atoms[start].cut_cost >= OVERLAP_CUT:
-            strip = _clip(atoms[start - 1], reach, keep_left=False)
-            if strip is not None:
-                variants.append([strip, *members])
+    for share in (OVERLAP_REACH, OVERLAP_REACH_2):
+        reach = max(1, round(share * line))
+        if stop < len(atoms) and atoms[stop].piece == atoms[stop - 1].piece:
+            if atoms[stop].cut_cost >= OVERLAP_CUT:
+                strip = _clip(atoms[stop], reach, keep_left=True)
+                if strip is not None:
+                    variants.append([*members, strip])
+        if start > 0 and atoms[start].piece == atoms[start - 1].piece:
+            if atoms[start].cut_cost >= OVERLAP_CUT:
+                strip = _clip(atoms[start - 1], reach, keep_left=False)
+                if strip is not None:
+                    variants.append([strip, *members])
     return variants
 
 

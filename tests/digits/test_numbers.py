@@ -160,11 +160,12 @@ def test_overlap_variants_borrow_a_strip_of_the_neighbour_across_a_cut_only() ->
     # atoms 0 and 1 are slices of one piece (a cut between them), atom 2 a piece of its own
     atoms = [atom(0, 30, 1, 0.0), atom(30, 60, 1, 0.4), atom(80, 110, 2, 0.0)]
     right = numbers.overlap_variants(atoms, 0, 1, line=50.0)
-    assert len(right) == 1  # only the right side has a cut
-    strip = right[0][-1]
-    assert strip.box == (30, 0, 40, 50)  # 0.2 x 50 px of atom 1, its side nearest atom 0
+    assert len(right) == 2  # only the right side has a cut: a narrow strip and a wide one
+    # 0.1 and 0.2 x 50 px of atom 1, its side nearest atom 0
+    assert [variant[-1].box for variant in right] == [(30, 0, 35, 50), (30, 0, 40, 50)]
     left = numbers.overlap_variants(atoms, 1, 2, line=50.0)
-    assert [a.box for a in left[0]] == [(20, 0, 30, 50), (30, 0, 60, 50)]
+    assert [a.box for a in left[0]] == [(25, 0, 30, 50), (30, 0, 60, 50)]
+    assert [a.box for a in left[1]] == [(20, 0, 30, 50), (30, 0, 60, 50)]
     assert numbers.overlap_variants(atoms, 2, 3, line=50.0) == []  # a gap, not a cut
     assert numbers.overlap_variants(atoms[:1], 0, 1, line=50.0) == []
 
