@@ -44,6 +44,21 @@ def shipped_model() -> npcnn.Sequential:
     return npcnn.load(SHIPPED_WEIGHTS)
 
 
+@pytest.fixture(scope="session")
+def refusing_model() -> npcnn.Sequential:
+    """A tiny 11-output model whose last bias makes class 10 ("not a digit") win, and 4 the
+    closest digit, whatever the picture: for testing how a refusal is shown."""
+    from npcnn.layers import Dense, Flatten
+
+    model = npcnn.Sequential([Flatten(), Dense(784, 11)], input_shape=(1, 28, 28), seed=5)
+    dense = model.layers[-1]
+    dense.params["W"][...] = 0.0
+    dense.params["b"][...] = 0.0
+    dense.params["b"][10] = 6.0
+    dense.params["b"][4] = 3.0
+    return model
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -35,7 +35,7 @@ import app as app_module
 import npcnn
 from npcnn.digits.preprocess import to_mnist
 from npcnn.digits.recogniser import LOW_CONFIDENCE
-from npcnn.layers import Conv2D, Dense, Flatten
+from npcnn.layers import Conv2D
 
 needs_trained_model = pytest.mark.skipif(
     not TRAINED.is_file(), reason=f"no trained model at {TRAINED} (weights/mnist_cnn.npz) yet"
@@ -381,22 +381,10 @@ def test_create_app_takes_a_model_object(model) -> None:
     np.testing.assert_allclose(body["probabilities"], expected[:10], atol=1e-5)
 
 
-def refusing_model() -> npcnn.Sequential:
-    """A tiny 11-output model whose last bias makes class 10 ("not a digit") win, and 4 the
-    closest digit, whatever the picture."""
-    model = npcnn.Sequential([Flatten(), Dense(784, 11)], input_shape=(1, 28, 28), seed=5)
-    dense = model.layers[-1]
-    dense.params["W"][...] = 0.0
-    dense.params["b"][...] = 0.0
-    dense.params["b"][10] = 6.0
-    dense.params["b"][4] = 3.0
-    return model
-
-
-def test_predict_always_says_whether_it_is_a_digit(client) -> None:
+def test_predict_always_says_whether_it_is_a_digit(client, refusing_model) -> None:
     body = post_file(client, "/api/predict", png_bytes(draw_digit(8))).get_json()
     assert isinstance(body["is_digit"], bool) and isinstance(body["not_digit_probability"], float)
-    refusing = app_module.create_app(model=refusing_model()).test_client()
+    refusing = app_module.create_app(model=refusing_model).test_client()
     body = post_file(refusing, "/api/predict", png_bytes(draw_digit(8))).get_json()
     assert body["is_digit"] is False and body["digit"] == 4
     assert len(body["probabilities"]) == 10 and body["not_digit_probability"] > 0.9

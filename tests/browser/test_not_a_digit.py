@@ -1,6 +1,6 @@
 """The page with a model that has a "not a digit" answer (class 10 of 11 outputs): it says so
 plainly in #prediction and shows the closest digit small.  The model is a tiny one that always
-refuses, saved to a temporary file and served on its own port."""
+refuses (the ``refusing_model`` fixture), saved to a temporary file and served on its own port."""
 
 from __future__ import annotations
 
@@ -11,28 +11,18 @@ from browser_helpers import draw_with_mouse, running_app
 from playwright.sync_api import expect
 
 import npcnn
-from npcnn.layers import Dense, Flatten
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TIMEOUT = 10_000  # ms
 
 
-def refusing_model() -> npcnn.Sequential:
-    """11 outputs; its last bias makes class 10 ("not a digit") win and 4 the closest digit."""
-    model = npcnn.Sequential([Flatten(), Dense(784, 11)], input_shape=(1, 28, 28), seed=5)
-    dense = model.layers[-1]
-    dense.params["W"][...] = 0.0
-    dense.params["b"][...] = 0.0
-    dense.params["b"][10] = 6.0
-    dense.params["b"][4] = 3.0
-    return model
-
-
 @pytest.fixture(scope="module")
-def refusing_url(tmp_path_factory: pytest.TempPathFactory, feedback_db_url: str):
+def refusing_url(
+    tmp_path_factory: pytest.TempPathFactory, feedback_db_url: str, refusing_model: npcnn.Sequential
+):
     path: Path = tmp_path_factory.mktemp("refusing") / "refusing.npz"
-    npcnn.save(refusing_model(), path, metadata={"architecture_name": "always-refuses"})
+    npcnn.save(refusing_model, path, metadata={"architecture_name": "always-refuses"})
     with running_app(path, feedback_db_url) as url:
         yield url
 
