@@ -813,9 +813,9 @@ def joined_digits(images: np.ndarray, n: int, seed: int = 0) -> SynthSet:
     digits to join: pass only training digits.  Each picture is one of ``JOINED_STYLES``, in
     turn: two digits touching, overlapping by 8-25% of their height, or 0-15% apart; or one
     digit and 45-70% of its neighbour's width, the cut going through the neighbour (left or
-    right).  Heights differ by up to 20% and baselines by up to 10%.  A join whose ink is not
-    clearly wider than tall (two upright 1s side by side look like one bold 1) is drawn again
-    with other digits.  Seeded; not cached (under 1 ms an image).
+    right).  Heights differ by up to 20% and baselines by up to 10%.  A join whose ink is
+    narrower than 0.7 of its height (two upright 1s side by side look like one bold 1) is drawn
+    again with other digits.  Seeded; not cached (under 1 ms an image).
     """
     _check(n, 0.0)
     rng = np.random.default_rng([seed, 3])
