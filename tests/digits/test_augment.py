@@ -353,3 +353,12 @@ def test_leaving_early_stops_the_worker():
 def test_bad_generator_arguments(x, y, batch_size, error):
     with pytest.raises(error):
         augmented_batches(x, y, batch_size, np.random.default_rng(0))
+
+
+def test_augmenter_is_augment_batch_at_a_strength():
+    assert augment.augmenter(0.0) is None and augment.augmenter(-1.0) is None
+    images = blobs(16)
+    transform = augment.augmenter(0.5)
+    expected = augment_batch(images, np.random.default_rng(7), AugmentConfig(strength=0.5))
+    np.testing.assert_array_equal(transform(images, np.random.default_rng(7)), expected)
+    assert not np.array_equal(expected, images)
