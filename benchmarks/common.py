@@ -107,6 +107,29 @@ def import_npcnn(backend: str, threads: int | None) -> tuple[Any, float]:
     return npcnn, seconds
 
 
+def add_alternation_options(parser: Any, contenders: str) -> None:
+    """The options of a benchmark that times two ``contenders`` (e.g. "checkout", "framework")
+    in alternating blocks: the model, backend, threads and batch, how many blocks and timed
+    calls per block, and the output (plus ``--malloc-default``, ``add_memory_option``)."""
+    parser.add_argument("--arch", default="keras-small", choices=ARCHES)
+    parser.add_argument("--backend", default="numba", choices=["numpy", "numba"])
+    parser.add_argument("--threads", type=int, default=2, help="maths threads for both")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help=f"alternating blocks per {contenders}"
+    )
+    parser.add_argument("--batches", type=int, default=8, help="timed training steps per block")
+    parser.add_argument(
+        "--singles", type=int, default=100, help="timed 1-image predictions per block"
+    )
+    parser.add_argument(
+        "--bulks", type=int, default=2, help="timed 1,000-image predictions per block"
+    )
+    parser.add_argument("--skip-infer", action="store_true", help="training only")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_memory_option(parser)
+
+
 def add_memory_option(parser: Any) -> None:
     """``--malloc-default``: measure training without the memory setting ``fit`` makes."""
     parser.add_argument(

@@ -32,24 +32,14 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from common import ARCHES, add_memory_option, machine, median, memory_as_in_fit, random_batch
+from common import add_alternation_options, machine, median, memory_as_in_fit, random_batch
 
 TASKS = ("train", "infer1", "infer1000")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--arch", default="keras-small", choices=ARCHES)
-    p.add_argument("--backend", default="numba", choices=["numpy", "numba"])
-    p.add_argument("--threads", type=int, default=2, help="maths threads for both")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=5, help="alternating blocks per framework")
-    p.add_argument("--batches", type=int, default=8, help="timed training steps per block")
-    p.add_argument("--singles", type=int, default=100, help="timed 1-image predictions per block")
-    p.add_argument("--bulks", type=int, default=2, help="timed 1,000-image predictions per block")
-    p.add_argument("--skip-infer", action="store_true", help="training only")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_memory_option(p)
+    add_alternation_options(p, "framework")
     p.add_argument("--worker", choices=["npcnn", "torch"], help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

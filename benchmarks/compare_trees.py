@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import ARCHES, add_memory_option, median
+from common import add_alternation_options, median
 
 TASKS = ("train", "infer1", "infer1000")
 
@@ -27,20 +27,10 @@ TASKS = ("train", "infer1", "infer1000")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("trees", nargs=2, help="two checkouts of the repository: before, after")
-    p.add_argument("--arch", default="keras-small", choices=ARCHES)
-    p.add_argument("--backend", default="numba", choices=["numpy", "numba"])
+    add_alternation_options(p, "checkout")
     p.add_argument(
         "--second-backend", choices=["numpy", "numba"], help="the second's (default: --backend)"
     )
-    p.add_argument("--threads", type=int, default=2, help="maths threads for both")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=5, help="alternating blocks per checkout")
-    p.add_argument("--batches", type=int, default=8, help="timed training steps per block")
-    p.add_argument("--singles", type=int, default=100, help="timed 1-image predictions per block")
-    p.add_argument("--bulks", type=int, default=2, help="timed 1,000-image predictions per block")
-    p.add_argument("--skip-infer", action="store_true", help="training only")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_memory_option(p)
     p.add_argument("--worker", help=argparse.SUPPRESS)  # the checkout this worker imports
     return p.parse_args(argv)
 
