@@ -115,6 +115,20 @@ def draw_with_mouse(page, digit: int, box: Box = CENTRE) -> None:
         page.mouse.up()
 
 
+# "207" written across the pad, each digit in its own third.
+SPACED_207: list[tuple[int, Box]] = [
+    (2, (0.04, 0.3, 0.26, 0.7)),
+    (0, (0.38, 0.3, 0.62, 0.7)),
+    (7, (0.74, 0.3, 0.96, 0.7)),
+]
+
+
+def draw_number(page, digits: list[tuple[int, Box]]) -> None:
+    """Draw each ``(digit, box)`` with the mouse, left to right."""
+    for digit, box in digits:
+        draw_with_mouse(page, digit, box)
+
+
 def draw_with_touch(page, digit: int, box: Box = CENTRE) -> None:
     """Real touch input through the DevTools protocol (a finger on a touch screen)."""
     cdp = page.context.new_cdp_session(page)

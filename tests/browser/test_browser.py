@@ -10,7 +10,9 @@ import re
 
 import pytest
 from browser_helpers import (
+    SPACED_207,
     digit_picture,
+    draw_number,
     draw_with_mouse,
     draw_with_touch,
     send_file_event,
@@ -215,12 +217,7 @@ def test_a_server_that_cannot_be_reached_is_reported(page, console) -> None:
 def test_number_mode_reads_several_digits(page) -> None:
     page.click("label.switch")
     expect(page.locator("#number-mode")).to_be_checked()
-    for digit, box in (
-        (2, (0.04, 0.3, 0.26, 0.7)),
-        (0, (0.38, 0.3, 0.62, 0.7)),
-        (7, (0.74, 0.3, 0.96, 0.7)),
-    ):
-        draw_with_mouse(page, digit, box)
+    draw_number(page, SPACED_207)
     expect(page.locator("#number")).to_have_text("207", timeout=TIMEOUT)
     # Under load a reading of the unfinished 7 may already say 207 while the last one is on its
     # way: wait until nothing is pending and the boxes belong to the finished drawing.

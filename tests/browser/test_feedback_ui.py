@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from browser_helpers import digit_picture, draw_with_mouse
+from browser_helpers import SPACED_207, digit_picture, draw_number, draw_with_mouse
 from playwright.sync_api import expect
 
 from npcnn.digits.feedback import FeedbackStore
@@ -108,12 +108,7 @@ def test_correct_an_upload(page, store) -> None:
 def test_number_mode_corrects_one_digit(page, store) -> None:
     before = set(rows_by_id(store))
     page.click("label.switch")
-    for digit, box in (
-        (2, (0.04, 0.3, 0.26, 0.7)),
-        (0, (0.38, 0.3, 0.62, 0.7)),
-        (7, (0.74, 0.3, 0.96, 0.7)),
-    ):
-        draw_with_mouse(page, digit, box)
+    draw_number(page, SPACED_207)
     expect(page.locator("#number")).to_have_text("207", timeout=TIMEOUT)
     page.locator("#prediction:not([data-busy])").wait_for(state="attached", timeout=TIMEOUT)
     page.locator("#number-digits li button").nth(1).click()  # the chip of the 0

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 import pytest
-from browser_helpers import Box, canvas_rect, draw_with_mouse, stroke_points
+from browser_helpers import Box, canvas_rect, draw_number, draw_with_mouse, stroke_points
 from PIL import Image
 from playwright.sync_api import expect
 from scipy import ndimage
@@ -53,11 +53,6 @@ TOUCHING_40: list[tuple[int, Box]] = [
     (4, (0.12, 0.15, 0.48, 0.85)),
     (0, (0.42, 0.15, 0.78, 0.85)),
 ]
-
-
-def draw_number(page, digits: list[tuple[int, Box]]) -> None:
-    for digit, box in digits:
-        draw_with_mouse(page, digit, box)
 
 
 def number_mode_on(page) -> None:
