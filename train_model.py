@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 import npcnn
-from npcnn.batching import as_float_images
 from npcnn.checkpoints import Checkpoint
 from npcnn.digits import analysis, architectures, finetune, robustness, synth
 from npcnn.digits.augment import augmenter
@@ -281,11 +280,6 @@ def add_feedback_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
-    return as_float_images(images[:, None])
-
-
 def load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """``(training, validation, test)`` pairs; the test images stay uint8 (N, 28, 28).
 
@@ -313,7 +307,11 @@ def load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray], 
     args.synth_seconds = time.perf_counter() - started
     x_train, y_train = join((x_train, y_train), extra)
     x_val, y_val = join((x_val, y_val), val_extra)
-    return (to_model_input(x_train), y_train), (to_model_input(x_val), y_val), test
+    return (
+        (analysis.as_image_batch(x_train), y_train),
+        (analysis.as_image_batch(x_val), y_val),
+        test,
+    )
 
 
 def join(images: tuple[np.ndarray, np.ndarray], more: synth.SynthSet):
@@ -434,7 +432,7 @@ def synthetic_test_report(
             synth.synthetic_digits(TEST_SYNTH_IMAGES, TEST_SEED_OFFSET + seed),
         ),
     ):
-        predicted = model.predict_logits(to_model_input(data.images)).argmax(axis=1)
+        predicted = model.predict_logits(analysis.as_image_batch(data.images)).argmax(axis=1)
         figures = refusal_figures(predicted, data.labels)
         report[name] = {
             "images": len(data),
@@ -461,7 +459,7 @@ def calibrate(model: npcnn.Sequential, x_val: np.ndarray, y_val: np.ndarray) -> 
         before = refusal_figures(logits.argmax(axis=1), y_val)
         refusal = {"before": before, **choose_refusal_offset(logits, y_val)}
         last.params["b"][NOT_A_DIGIT] += np.asarray(refusal["offset"], dtype=last.params["b"].dtype)
-        logits = model.predict_logits(x_val)
+        logits[:, NOT_A_DIGIT] += refusal["offset"]  # what the model now gives, without a pass
     report = calibration_report(logits, y_val)
     report["applied"] = report["nll_after"] <= 0.99 * report["nll_before"]
     if report["applied"]:
@@ -614,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"validation of the kept model: {validation_figures(best, *validation)}; "
               f"calibration: {calibration}")  # fmt: skip
         return 0
-    x_test = to_model_input(x_test_u8)
+    x_test = analysis.as_image_batch(x_test_u8)
     card = model_card(
         args, best, test_report(best.predict_logits(x_test), y_test), checkpoint, len(x_train), argv
     )

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 import npcnn
-from npcnn.batching import as_float_images
+from npcnn.digits import analysis
 from npcnn.digits.augment import augmenter
 from npcnn.digits.data import load_mnist
 from npcnn.digits.feedback import FeedbackStore, StoreUnavailable, is_held_out
@@ -85,7 +85,7 @@ def mixed_epoch(
 
 def accuracy(model: npcnn.Sequential, x: np.ndarray, y: np.ndarray) -> float | None:
     """Accuracy of ``model`` on uint8 images ``x`` (None when there are none)."""
-    return npcnn.evaluate(model, _model_input(x), y)["accuracy"] if len(x) else None
+    return npcnn.evaluate(model, analysis.as_image_batch(x), y)["accuracy"] if len(x) else None
 
 
 def report_figures(figures: dict[str, dict[str, float | None]], held_out: int) -> None:
@@ -124,7 +124,7 @@ def fine_tune(args: argparse.Namespace, argv: list[str] | None) -> int:
         x, y = mixed_epoch(train, (x_mnist, y_mnist), args.batch_size, args.feedback_share,
                            model.rng)  # fmt: skip
         steps = -(-len(x) // args.batch_size) * args.epochs
-        npcnn.fit(model, _model_input(x), y, epochs=epoch + 1, initial_epoch=epoch,
+        npcnn.fit(model, analysis.as_image_batch(x), y, epochs=epoch + 1, initial_epoch=epoch,
                   batch_size=args.batch_size, optimizer=optimizer, shuffle=False,
                   schedule=schedule_named(args.schedule, args.lr, steps), augment=augment,
                   verbose=not args.quiet)  # fmt: skip
@@ -168,8 +168,3 @@ def redacted_command(argv: list[str] | None, secret: str) -> str:
     if secret:
         words = [word.replace(secret, "URL") for word in words]
     return "python train_model.py " + " ".join(shlex.quote(word) for word in words)
-
-
-def _model_input(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
-    return as_float_images(images[:, None])
