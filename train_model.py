@@ -203,9 +203,10 @@ def add_other_options(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="threads for BLAS and Numba (0 = every core); with 1, the other core prepares the "
-        "augmented batches (on 2 cores: 1250 img/s, against 840 with 2 threads)",
+        default=0,
+        help="threads for BLAS and Numba (0 = every core); the augmented batches are prepared in "
+        "a background thread beside them, which takes about 5 ms of one core per batch of 128 "
+        "(benchmarks/bench_fit.py times the choices)",
     )
     p.add_argument(
         "--limit",

@@ -5,7 +5,7 @@ thread, on MNIST, batch 128; images per second of whole epochs.
     python benchmarks/bench_fit.py --tree /tmp/before ...     # another checkout's npcnn
 
 ``bench_train.py`` times the maths alone; this adds what a real run adds: shuffling, the
-augmentation thread (scipy.ndimage, about 6 ms a batch) sharing the two cores with the maths
+augmentation thread (about 5 ms of one core a batch) sharing the two cores with the maths
 threads, and ``fit``'s own work.  Each ``--threads`` value is one line: the median epoch over
 ``--epochs`` epochs (after one untimed epoch), in the same process, one after the other.
 """

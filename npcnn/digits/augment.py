@@ -3,10 +3,15 @@
 Each image gets, each with its own probability:
 
 * a random **affine** change - rotation, zoom, shift, shear (and flips, off by default) - composed
-  into one 2x2 matrix plus offset, so the image is resampled once (bilinear, zeros outside);
+  into one 2x2 matrix plus offset;
 * a random **elastic distortion** (Simard, Steinkraus & Platt, 2003): a random displacement field,
   smoothed by a Gaussian and scaled, moves every pixel a little, like the wobble of a hand;
 * a random **stroke-thickness change**: grey dilation (bolder pen) or erosion (finer pen).
+
+The affine change and the elastic wobble are composed into one map from output pixels to input
+points, and the whole batch is resampled once, bilinearly, in a few vectorised NumPy operations
+(``sample_bilinear``): about 5 ms for 128 digits, where resampling image by image took 14 ms, so
+the thread preparing batches leaves the maths threads nearly the whole machine.
 
 ``augment_batch(images, rng, config)`` transforms a batch; ``augmented_batches(x, y, ...)`` yields
 shuffled, augmented mini-batches prepared in a background thread while the model trains.  Both are
@@ -138,39 +143,73 @@ def _affine_matrices(
     return rotation @ shearing @ zooming @ flipping
 
 
-def _apply_affine(image: np.ndarray, forward: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Resample ``image`` (H, W) so that input point p lands at  o = A (p - c) + c + shift,  where
-    c is the image centre.  ``scipy.ndimage.affine_transform`` wants the opposite map - for each
-    output point o, the input point to read:
+def sample_bilinear(images: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Read each image at real-valued points, bilinearly, with zeros outside the image.
 
-        p = A^-1 (o - c - shift) + c  =  A^-1 o + (c - A^-1 (c + shift))
+    ``images`` (N, H, W); ``rows`` and ``cols`` (N, P, Q): ``out[n, i, j]`` is image ``n`` at
+    (``rows[n, i, j]``, ``cols[n, i, j]``).  With r0 = floor(r), a = r - r0 (and likewise c0, b):
+
+        out = (1-a)(1-b) I[r0, c0] + (1-a) b I[r0, c0+1] + a (1-b) I[r0+1, c0] + a b I[r0+1, c0+1]
+
+    where I is 0 beyond the edges - as ``scipy.ndimage.map_coordinates(order=1,
+    mode="grid-constant")`` reads one image, but for the whole batch in four vectorised gathers
+    (no Python loop over images).  At whole-number points it returns the pixels exactly.
     """
-    centre = (np.array(image.shape, dtype=np.float64) - 1) / 2
-    inverse = np.linalg.inv(forward)
-    offset = centre - inverse @ (centre + shift)
-    return ndimage.affine_transform(image, inverse, offset, order=1, mode="constant", cval=0.0)
+    n, height, width = images.shape
+    # A frame of two zeros round each image: a point up to one pixel outside blends the edge
+    # with zeros, and one further out is moved (clipped) to where it reads only zeros.
+    padded = np.zeros((n, height + 4, width + 4), dtype=images.dtype)
+    padded[:, 2:-2, 2:-2] = images
+    rows, cols = rows.astype(np.float32), cols.astype(np.float32)
+    r0 = np.clip(np.floor(rows), -2, height)
+    c0 = np.clip(np.floor(cols), -2, width)
+    a, b = rows - r0, cols - c0  # in [0, 1) inside the frame; clipped points read zeros anyway
+    stride = width + 4
+    first = (np.arange(n) * (height + 4) * stride).reshape(n, 1, 1)
+    top_left = first + (r0.astype(np.intp) + 2) * stride + (c0.astype(np.intp) + 2)
+    flat = padded.reshape(-1)
+    upper = flat[top_left] + b * (flat[top_left + 1] - flat[top_left])
+    lower = flat[top_left + stride] + b * (flat[top_left + stride + 1] - flat[top_left + stride])
+    return (upper + a * (lower - upper)).astype(images.dtype, copy=False)
 
 
-def _apply_elastic(
-    images: np.ndarray, rng: np.random.Generator, alpha: float, sigma: float
+def _gaussian_matrix(size: int, sigma: float) -> np.ndarray:
+    """The matrix S with  S @ v == scipy.ndimage.gaussian_filter1d(v, sigma)  for a length-``size``
+    vector (its default 'reflect' edges): the filter is linear, so filtering the identity's
+    columns gives it.  Smoothing a field F along both axes is then  S @ F @ S.T  - two small
+    matrix products instead of a filter pass per image."""
+    return ndimage.gaussian_filter1d(np.eye(size), sigma, axis=0)
+
+
+def _elastic_displacements(
+    count: int, height: int, width: int, rng: np.random.Generator, alpha: float, sigma: float
 ) -> np.ndarray:
-    """Elastic distortion (Simard et al. 2003) of each image in the stack (K, H, W).
+    """Elastic distortion fields (Simard et al. 2003), shaped (count, 2, H, W): for each image two
+    fields of uniform(-1, 1) noise (row and column displacement), smoothed by a Gaussian of
+    standard deviation ``sigma`` (neighbouring pixels move together) and scaled by ``alpha``."""
+    noise = rng.uniform(-1.0, 1.0, size=(count, 2, height, width))
+    return alpha * (_gaussian_matrix(height, sigma) @ noise @ _gaussian_matrix(width, sigma).T)
 
-    For each image draw two fields of uniform(-1, 1) noise (row and column displacement), smooth
-    each with a Gaussian of standard deviation ``sigma`` (neighbouring pixels move together), scale
-    by ``alpha``, and read the image at (row + d_row, col + d_col), bilinearly.
+
+def _source_points(
+    forward: np.ndarray, shift: np.ndarray, displacement: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each output pixel reads its input: rows and cols, each (N, H, W).
+
+    The affine change moves input point p to  o = A (p - c) + c + shift  (c the image centre);
+    the elastic wobble then makes output pixel o read the affine result at o + d(o).  Both at
+    once, output pixel o reads the input at
+
+        p = A^-1 (o + d(o) - c - shift) + c
+
+    so the image is resampled once, however many changes it gets.
     """
-    k, height, width = images.shape
-    noise = rng.uniform(-1.0, 1.0, size=(k, 2, height, width))
-    displacement = alpha * ndimage.gaussian_filter(noise, sigma=(0, 0, sigma, sigma))
-    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    out = np.empty_like(images)
-    for i in range(k):
-        coordinates = [rows + displacement[i, 0], cols + displacement[i, 1]]
-        ndimage.map_coordinates(
-            images[i], coordinates, output=out[i], order=1, mode="constant", cval=0.0
-        )
-    return out
+    centre = (np.array([height, width], dtype=np.float64) - 1) / 2
+    grid = np.stack(np.meshgrid(np.arange(height), np.arange(width), indexing="ij"))  # (2, H, W)
+    q = grid[None] + displacement - (centre + shift)[:, :, None, None]  # (N, 2, H, W)
+    points = np.linalg.inv(forward) @ q.reshape(len(q), 2, height * width) + centre[None, :, None]
+    points = points.reshape(q.shape)
+    return points[:, 0], points[:, 1]
 
 
 def augment_batch(
@@ -218,17 +257,17 @@ def augment_batch(
     if erode.any():
         out[erode] = ndimage.grey_erosion(out[erode], size=footprint)
 
-    # 3. One affine resampling per image that has a non-identity transform.
+    # 3. The affine change and the elastic wobble, composed into one resampling of every image
+    #    (an image with neither reads its own pixels at whole-number points: unchanged).
     forward = _affine_matrices(angle_rad, zoom, shear, flip_h, flip_v)
-    moved = (angle_rad != 0) | (zoom != 1) | (shear != 0) | flip_h | flip_v | shift.any(axis=1)
-    for i in np.flatnonzero(moved):
-        out[i] = _apply_affine(out[i], forward[i], shift[i])
-
-    # 4. Elastic distortion of the chosen images.
+    height, width = out.shape[1:]
+    displacement = np.zeros((n, 2, height, width))
     if elastic.any():
-        out[elastic] = _apply_elastic(
-            out[elastic], rng, config.elastic_alpha * s, config.elastic_sigma
+        displacement[elastic] = _elastic_displacements(
+            int(elastic.sum()), height, width, rng, config.elastic_alpha * s, config.elastic_sigma
         )
+    rows, cols = _source_points(forward, shift, displacement, height, width)
+    out = sample_bilinear(out, rows, cols)
 
     np.clip(out, 0.0, 1.0, out=out)
     return out.astype(images.dtype, copy=False).reshape(images.shape)

@@ -128,17 +128,87 @@ def test_a_flip_is_an_exact_mirror(field, flip_axis):
 # --------------------------------------------------------------------------------------------
 
 
+def moved(
+    image: np.ndarray,
+    forward: np.ndarray,
+    shift: tuple[float, float] = (0.0, 0.0),
+    displacement: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """``image`` (H, W) through augment's own resampling: affine ``forward`` and ``shift``, then
+    a constant elastic ``displacement``."""
+    height, width = image.shape
+    field = np.broadcast_to(np.array(displacement)[None, :, None, None], (1, 2, height, width))
+    rows, cols = augment._source_points(forward[None], np.array([shift]), field, height, width)
+    return augment.sample_bilinear(image[None], rows, cols)[0]
+
+
 def test_a_quarter_turn_stands_a_bar_up_counter_clockwise():
     bar = horizontal_bar()
     quarter = augment._affine_matrices(
         np.array([np.pi / 2]), np.ones(1), np.zeros(1), np.zeros(1, bool), np.zeros(1, bool)
     )[0]
-    turned = augment._apply_affine(bar, quarter, np.zeros(2))
+    turned = moved(bar, quarter)
     np.testing.assert_allclose(turned, bar.T, atol=1e-5)  # 2 columns x 20 rows, same centre
     dot = np.zeros((28, 28), np.float32)
     dot[13:15, 20:22] = 1.0  # right of the centre ...
-    r, c = centroid(augment._apply_affine(dot, quarter, np.zeros(2)))
+    r, c = centroid(moved(dot, quarter))
     assert r < 8 and abs(c - 13.5) < 0.5  # ... goes up: counter-clockwise on screen
+
+
+def test_the_affine_change_and_the_wobble_are_one_resampling():
+    # Shift by (2, -3), then a constant wobble of (1, 1): output pixel o reads input o + (-1, 4).
+    image = blobs(1)[0, 0]
+    out = moved(image, np.eye(2), shift=(2.0, -3.0), displacement=(1.0, 1.0))
+    expected = np.zeros_like(image)
+    expected[1:, :-4] = image[:-1, 4:]
+    np.testing.assert_array_equal(out, expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 3),
+    height=st.integers(1, 9),
+    width=st.integers(1, 9),
+    reach=st.floats(0.0, 12.0),
+)
+def test_bilinear_sampling_reads_as_scipy_does_with_zeros_outside(seed, n, height, width, reach):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    images = rng.random((n, height, width), dtype=np.float32)
+    rows = rng.uniform(-reach, height - 1 + reach, (n, 4, 5))
+    cols = rng.uniform(-reach, width - 1 + reach, (n, 4, 5))
+    rows[:, 0, 0], cols[:, 0, 0] = 0.0, 0.0  # the corners and edges exactly, too
+    rows[:, 0, 1], cols[:, 0, 1] = height - 1, width - 1
+    out = augment.sample_bilinear(images, rows, cols)
+    for i in range(n):
+        expected = ndimage.map_coordinates(
+            images[i], [rows[i], cols[i]], order=1, mode="grid-constant", cval=0.0
+        )
+        np.testing.assert_allclose(out[i], expected, atol=1e-6)
+
+
+def test_bilinear_sampling_at_whole_points_returns_the_pixels_exactly():
+    images = blobs(3)[:, 0]
+    rows, cols = np.meshgrid(np.arange(28.0), np.arange(28.0), indexing="ij")
+    rows, cols = np.broadcast_to(rows, (3, 28, 28)), np.broadcast_to(cols, (3, 28, 28))
+    np.testing.assert_array_equal(augment.sample_bilinear(images, rows, cols), images)
+    far = augment.sample_bilinear(images, rows + 40, cols - 40)
+    np.testing.assert_array_equal(far, np.zeros_like(images))
+
+
+@pytest.mark.parametrize(("size", "sigma"), [(28, 4.0), (9, 1.5), (5, 10.0)])
+def test_gaussian_matrix_smooths_as_scipy_gaussian_filter(size, sigma):
+    from scipy import ndimage
+
+    fields = np.random.default_rng(0).uniform(-1, 1, (3, 2, size, size))
+    smoothing = augment._gaussian_matrix(size, sigma)
+    np.testing.assert_allclose(
+        smoothing @ fields @ smoothing.T,
+        ndimage.gaussian_filter(fields, sigma=(0, 0, sigma, sigma)),
+        atol=1e-12,
+    )
 
 
 def test_random_rotation_turns_bars_within_the_range_about_the_centre():
