@@ -129,16 +129,10 @@ def test_a_flip_is_an_exact_mirror(field, flip_axis):
 
 
 def moved(
-    image: np.ndarray,
-    forward: np.ndarray,
-    shift: tuple[float, float] = (0.0, 0.0),
-    displacement: tuple[float, float] = (0.0, 0.0),
+    image: np.ndarray, forward: np.ndarray, shift: tuple[float, float] = (0, 0)
 ) -> np.ndarray:
-    """``image`` (H, W) through augment's own resampling: affine ``forward`` and ``shift``, then
-    a constant elastic ``displacement``."""
-    height, width = image.shape
-    field = np.broadcast_to(np.array(displacement)[None, :, None, None], (1, 2, height, width))
-    rows, cols = augment._source_points(forward[None], np.array([shift]), field, height, width)
+    """``image`` (H, W) through augment's affine resampling by ``forward`` and ``shift``."""
+    rows, cols = augment._affine_source_points(forward[None], np.array([shift]), *image.shape)
     return augment.sample_bilinear(image[None], rows, cols)[0]
 
 
@@ -155,13 +149,25 @@ def test_a_quarter_turn_stands_a_bar_up_counter_clockwise():
     assert r < 8 and abs(c - 13.5) < 0.5  # ... goes up: counter-clockwise on screen
 
 
-def test_the_affine_change_and_the_wobble_are_one_resampling():
-    # Shift by (2, -3), then a constant wobble of (1, 1): output pixel o reads input o + (-1, 4).
+@settings(max_examples=20, deadline=None)
+@given(
+    angle=st.floats(-np.pi, np.pi),
+    zoom=st.floats(0.5, 2.0),
+    shear=st.floats(-0.5, 0.5),
+    shift=st.tuples(st.floats(-4, 4), st.floats(-4, 4)),
+)
+def test_the_affine_resampling_is_scipys_affine_transform(angle, zoom, shear, shift):
+    from scipy import ndimage
+
     image = blobs(1)[0, 0]
-    out = moved(image, np.eye(2), shift=(2.0, -3.0), displacement=(1.0, 1.0))
-    expected = np.zeros_like(image)
-    expected[1:, :-4] = image[:-1, 4:]
-    np.testing.assert_array_equal(out, expected)
+    forward = augment._affine_matrices(
+        np.array([angle]), np.array([zoom]), np.array([shear]), np.zeros(1, bool), np.zeros(1, bool)
+    )[0]
+    centre = (np.array(image.shape) - 1) / 2
+    inverse = np.linalg.inv(forward)  # scipy wants output -> input: p = A^-1 o + offset
+    offset = centre - inverse @ (centre + np.array(shift))
+    expected = ndimage.affine_transform(image, inverse, offset, order=1, mode="grid-constant")
+    np.testing.assert_allclose(moved(image, forward, shift), expected, atol=1e-5)
 
 
 @settings(max_examples=30, deadline=None)
