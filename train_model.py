@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "synth_digits": 3000,
     "non_digits": 6000,
     "joined_digits": 6000,
+    "cut_digits": 0,
     "val_non_digits": 1000,
     "average_last": 0,
 }
@@ -176,6 +177,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "digit and part of another), framed as one: 'not a digit' (with --non-digits)",
     )
     p.add_argument(
+        "--cut-digits",
+        type=int,
+        default=DEFAULTS["cut_digits"],
+        help="pictures of one MNIST training digit cut out of a touching or overlapping pair with "
+        "a piece of its neighbour (synth.cut_digits), labelled as that digit: what reading a "
+        "number cuts out",
+    )
+    p.add_argument(
         "--val-non-digits",
         type=int,
         default=DEFAULTS["val_non_digits"],
@@ -284,8 +293,9 @@ def add_feedback_options(parser: argparse.ArgumentParser) -> None:
 def load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """``(training, validation, test)`` pairs; the test images stay uint8 (N, 28, 28).
 
-    The synthetic digits and non-digits (``--synth-digits``, ``--non-digits``, seed ``--seed``)
-    and ``--joined-digits`` pairs of training digits join the training images;
+    The synthetic digits and non-digits (``--synth-digits``, ``--non-digits``, seed ``--seed``),
+    ``--joined-digits`` pairs of training digits and ``--cut-digits`` digits cut out of pairs
+    join the training images;
     ``--val-non-digits`` non-digits of another seed, and as many pairs of validation digits,
     join the validation images.  ``args.synth_seconds`` records the time spent making (or reading) them.
     """
@@ -300,6 +310,7 @@ def load_data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray], 
         synth.synthetic_digits(args.synth_digits, args.seed),
         synth.non_digits(args.non_digits, args.seed),
         synth.joined_digits(x_train, joined, args.seed),
+        synth.cut_digits(x_train, y_train, args.cut_digits, args.seed),
     )
     val_extra = synth.concatenate(
         synth.non_digits(val_count, VAL_SEED_OFFSET + args.seed),
@@ -417,10 +428,11 @@ def test_report(logits: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
 
 
 def synthetic_test_report(
-    model: npcnn.Sequential, seed: int, x_test_u8: np.ndarray
+    model: npcnn.Sequential, seed: int, x_test_u8: np.ndarray, y_test: np.ndarray
 ) -> dict[str, Any]:
-    """Refusals on synthetic non-digits and digits made with a seed never used in training, and
-    on pairs of MNIST test digits joined (``synth.joined_digits``)."""
+    """Refusals on synthetic non-digits and digits made with a seed never used in training, on
+    pairs of MNIST test digits joined (``synth.joined_digits``), and MNIST test digits cut out of
+    pairs with a piece of their neighbour (``synth.cut_digits``)."""
     report = {}
     for name, data in (
         ("non_digit_test", synth.non_digits(TEST_SYNTH_IMAGES, TEST_SEED_OFFSET + seed)),
@@ -431,6 +443,10 @@ def synthetic_test_report(
         (
             "synthetic_digit_test",
             synth.synthetic_digits(TEST_SYNTH_IMAGES, TEST_SEED_OFFSET + seed),
+        ),
+        (
+            "cut_digit_test",
+            synth.cut_digits(x_test_u8, y_test, TEST_SYNTH_IMAGES, TEST_SEED_OFFSET + seed),
         ),
     ):
         predicted = model.predict_logits(analysis.as_image_batch(data.images)).argmax(axis=1)
@@ -515,16 +531,18 @@ def model_card(
 def data_figures(args: argparse.Namespace, train_images: int) -> dict[str, Any]:
     """What the training images were made of, for the model card."""
     joined = args.joined_digits if args.non_digits else 0
-    mnist = max(train_images - args.synth_digits - args.non_digits - joined, 1)
+    mnist = max(train_images - args.synth_digits - args.non_digits - joined - args.cut_digits, 1)
     return {
         "mnist": mnist,
         "synth_digits": args.synth_digits,
         "non_digits": args.non_digits,
         "joined_digits": joined,
+        "cut_digits": args.cut_digits,
         "val_non_digits": args.val_non_digits if args.non_digits else 0,
         "val_joined_digits": args.val_non_digits if joined else 0,
-        "proportions": "MNIST : synthetic digits : non-digits : joined digits = "
-        f"1 : {args.synth_digits / mnist:.3f} : {args.non_digits / mnist:.3f} : {joined / mnist:.3f}",
+        "proportions": "MNIST : synthetic digits : non-digits : joined digits : cut digits = "
+        f"1 : {args.synth_digits / mnist:.3f} : {args.non_digits / mnist:.3f} : "
+        f"{joined / mnist:.3f} : {args.cut_digits / mnist:.3f}",
     }
 
 
@@ -619,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     card["calibration"] = calibration
     if args.non_digits:
-        card |= synthetic_test_report(best, args.seed, x_test_u8)
+        card |= synthetic_test_report(best, args.seed, x_test_u8, y_test)
     if args.robustness:
         card["robustness"] = robustness.robustness_table(best, x_test_u8, y_test)
     save_results(args, best, card)

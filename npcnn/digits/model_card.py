@@ -213,6 +213,12 @@ def _refusal_rows(card: dict[str, Any]) -> str:
             f"| two MNIST test digits joined, framed as one: refused | {_pct(joined['refused'])}"
             f" of {joined['images']:,} |\n"
         )
+    cut = card.get("cut_digit_test")
+    if cut:
+        lines += (
+            f"| MNIST test digits cut out of a pair with a piece of the neighbour: read right /"
+            f" refused | {_pct(cut['accuracy'])} / {_pct(cut['refused'])} of {cut['images']:,} |\n"
+        )
     synthetic = card.get("synthetic_digit_test")
     if synthetic:
         lines += (
@@ -235,6 +241,13 @@ def _data_section(card: dict[str, Any]) -> str:
             f", and {data['joined_digits']:,} pictures of two MNIST training digits joined and"
             " framed as one (class 10: what a number's reader must not take for one digit)"
             if data.get("joined_digits")
+            else ""
+        )
+        + (
+            f", and {data['cut_digits']:,} MNIST training digits cut out of touching or"
+            " overlapping pairs with a piece of their neighbour (labelled as the digit: what a"
+            " number's reader cuts out)"
+            if data.get("cut_digits")
             else ""
         )
         + f"; proportions {data['proportions']}.  The validation split holds"

@@ -166,15 +166,21 @@ def test_concatenate(digits, others):
     assert Path(synth.cache_dir()).name == "synth"
 
 
-def test_joined_digits_are_two_digits_framed_as_one():
+def bars_and_rings() -> tuple[np.ndarray, np.ndarray]:
+    """20 upright bars and rings, like 1s and 0s, and those labels."""
     digits = np.zeros((20, 28, 28), dtype=np.uint8)
-    for k in range(20):  # upright bars and rings, like a 1 and a 0
+    for k in range(20):
         if k % 2:
             digits[k, 4:24, 12:16] = 255
         else:
             yy, xx = np.mgrid[:28, :28]
             ring = np.abs(np.hypot(yy - 14, (xx - 14) * 1.4) - 8) < 2
             digits[k][ring] = 255
+    return digits, np.arange(20) % 2
+
+
+def test_joined_digits_are_two_digits_framed_as_one():
+    digits, _ = bars_and_rings()
     joined = synth.joined_digits(digits, 40, seed=0)
     assert joined.images.shape == (40, 28, 28) and joined.images.dtype == np.uint8
     assert (joined.labels == synth.NOT_A_DIGIT).all()
@@ -186,3 +192,23 @@ def test_joined_digits_are_two_digits_framed_as_one():
     seven = synth.joined_digits(digits, 40, seed=7).images
     assert np.array_equal(seven, synth.joined_digits(digits, 40, seed=7).images)
     assert not np.array_equal(seven, synth.joined_digits(digits, 40, seed=8).images)
+
+
+def test_cut_digits_keep_their_digit_and_only_a_piece_of_the_neighbour():
+    from scipy import ndimage
+
+    digits, labels = bars_and_rings()
+    cut = synth.cut_digits(digits, labels, 60, seed=0)
+    assert cut.images.shape == (60, 28, 28) and cut.images.dtype == np.uint8
+    assert sorted(set(cut.styles)) == ["cut:overlapping", "cut:touching"]
+    holes = np.array([ndimage.label(image < 80)[1] - 1 for image in cut.images])
+    # a ring keeps at least 85% of its ink, and its hole; a bar gets at most 30% of a ring's
+    # ink, an arc that closes a loop with the bar only where it touches it at both ends
+    assert (holes[cut.labels == 0] >= 1).all()
+    assert np.mean(holes[cut.labels == 1] == 0) >= 0.8
+    assert set(cut.labels) == {0, 1}
+    again = synth.cut_digits(digits, labels, 60, seed=0)
+    assert np.array_equal(cut.images, again.images)
+    assert not np.array_equal(cut.images, synth.cut_digits(digits, labels, 60, seed=1).images)
+    with pytest.raises(ValueError, match="a label per image"):
+        synth.cut_digits(digits, labels[:5], 3)
