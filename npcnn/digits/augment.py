@@ -9,9 +9,8 @@ Each image gets, each with its own probability:
 * a random **stroke-thickness change**: grey dilation (bolder pen) or erosion (finer pen).
 
 Each resampling - the affine change, then the elastic wobble - reads the whole batch at once,
-bilinearly, in a few vectorised NumPy operations (``sample_bilinear``): about 5 ms for 128 digits,
-where scipy.ndimage image by image took 14 ms, so the thread preparing batches leaves the maths
-threads nearly the whole machine.
+bilinearly (``kernels.sample_bilinear``, a kernel of both backends), so the thread preparing
+batches leaves the maths threads nearly the whole machine.
 
 ``augment_batch(images, rng, config)`` transforms a batch; ``augmented_batches(x, y, ...)`` yields
 shuffled, augmented mini-batches prepared in a background thread while the model trains.  Both are
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from npcnn import kernels
 from npcnn.batching import as_float_images, shuffled_batches
 from npcnn.batching import prefetch as prefetch_batches
 from npcnn.digits.errors import ImageError
@@ -143,36 +143,6 @@ def _affine_matrices(
     return rotation @ shearing @ zooming @ flipping
 
 
-def sample_bilinear(images: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Read each image at real-valued points, bilinearly, with zeros outside the image.
-
-    ``images`` (N, H, W); ``rows`` and ``cols`` (N, P, Q): ``out[n, i, j]`` is image ``n`` at
-    (``rows[n, i, j]``, ``cols[n, i, j]``).  With r0 = floor(r), a = r - r0 (and likewise c0, b):
-
-        out = (1-a)(1-b) I[r0, c0] + (1-a) b I[r0, c0+1] + a (1-b) I[r0+1, c0] + a b I[r0+1, c0+1]
-
-    where I is 0 beyond the edges - as ``scipy.ndimage.map_coordinates(order=1,
-    mode="grid-constant")`` reads one image, but for the whole batch in four vectorised gathers
-    (no Python loop over images).  At whole-number points it returns the pixels exactly.
-    """
-    n, height, width = images.shape
-    # A frame of two zeros round each image: a point up to one pixel outside blends the edge
-    # with zeros, and one further out is moved (clipped) to where it reads only zeros.
-    padded = np.zeros((n, height + 4, width + 4), dtype=images.dtype)
-    padded[:, 2:-2, 2:-2] = images
-    rows, cols = rows.astype(np.float32), cols.astype(np.float32)
-    r0 = np.clip(np.floor(rows), -2, height)
-    c0 = np.clip(np.floor(cols), -2, width)
-    a, b = rows - r0, cols - c0  # in [0, 1) inside the frame; clipped points read zeros anyway
-    stride = width + 4
-    first = (np.arange(n) * (height + 4) * stride).reshape(n, 1, 1)
-    top_left = first + (r0.astype(np.intp) + 2) * stride + (c0.astype(np.intp) + 2)
-    flat = padded.reshape(-1)
-    upper = flat[top_left] + b * (flat[top_left + 1] - flat[top_left])
-    lower = flat[top_left + stride] + b * (flat[top_left + stride + 1] - flat[top_left + stride])
-    return (upper + a * (lower - upper)).astype(images.dtype, copy=False)
-
-
 def _gaussian_matrix(size: int, sigma: float) -> np.ndarray:
     """The matrix S with  S @ v == scipy.ndimage.gaussian_filter1d(v, sigma)  for a length-``size``
     vector (its default 'reflect' edges): the filter is linear, so filtering the identity's
@@ -255,7 +225,7 @@ def augment_batch(
     #    its own pixels at whole-number points: unchanged).
     forward = _affine_matrices(angle_rad, zoom, shear, flip_h, flip_v)
     height, width = out.shape[1:]
-    out = sample_bilinear(out, *_affine_source_points(forward, shift, height, width))
+    out = kernels.sample_bilinear(out, *_affine_source_points(forward, shift, height, width))
 
     # 4. The elastic wobble of the chosen images: output pixel o reads the affine result at o + d(o).
     if elastic.any():
@@ -263,7 +233,7 @@ def augment_batch(
             int(elastic.sum()), height, width, rng, config.elastic_alpha * s, config.elastic_sigma
         )
         rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-        out[elastic] = sample_bilinear(out[elastic], rows + d[:, 0], cols + d[:, 1])
+        out[elastic] = kernels.sample_bilinear(out[elastic], rows + d[:, 0], cols + d[:, 1])
 
     np.clip(out, 0.0, 1.0, out=out)
     return out.astype(images.dtype, copy=False).reshape(images.shape)

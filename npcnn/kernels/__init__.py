@@ -48,6 +48,7 @@ KERNEL_NAMES = (
     "batchnorm_forward",
     "batchnorm_backward",
     "adam_update",
+    "sample_bilinear",
 )
 
 BACKENDS = ("auto", "numpy", "numba")

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npcnn import kernels
@@ -166,6 +166,57 @@ def test_maxpool_ties_pick_the_first_maximum(backend):
     x = np.ones((1, 2, 2, 1))
     _, argmax = kernels.maxpool_forward(x, 2, 2)
     assert argmax[0, 0, 0, 0] == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 3),
+    height=st.integers(1, 9),
+    width=st.integers(1, 9),
+    reach=st.floats(0.0, 12.0),
+)
+def test_bilinear_sampling_reads_as_scipy_does_with_zeros_outside(
+    backend, seed, n, height, width, reach
+):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    images = rng.random((n, height, width), dtype=np.float32)
+    rows = rng.uniform(-reach, height - 1 + reach, (n, 4, 5))
+    cols = rng.uniform(-reach, width - 1 + reach, (n, 4, 5))
+    rows[:, 0, 0], cols[:, 0, 0] = 0.0, 0.0  # the corners and edges exactly, too
+    rows[:, 0, 1], cols[:, 0, 1] = height - 1, width - 1
+    out = kernels.sample_bilinear(images, rows, cols)
+    for i in range(n):
+        expected = ndimage.map_coordinates(
+            images[i], [rows[i], cols[i]], order=1, mode="grid-constant", cval=0.0
+        )
+        np.testing.assert_allclose(out[i], expected, atol=1e-6)
+
+
+def test_bilinear_sampling_at_whole_points_returns_the_pixels_exactly(backend):
+    images = np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)
+    rows, cols = np.meshgrid(np.arange(28.0), np.arange(28.0), indexing="ij")
+    rows, cols = np.broadcast_to(rows, (3, 28, 28)), np.broadcast_to(cols, (3, 28, 28))
+    np.testing.assert_array_equal(kernels.sample_bilinear(images, rows, cols), images)
+    far = kernels.sample_bilinear(images, rows + 40, cols - 40)
+    np.testing.assert_array_equal(far, np.zeros_like(images))
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
+@given(st.integers(0, 2**32 - 1), st.sampled_from([np.float32, np.float64]))
+def test_numba_bilinear_sampling_equals_numpy(seed, dtype):
+    from npcnn.kernels import numba as numba_kernels
+
+    rng = np.random.default_rng(seed)
+    images = rng.random((3, 7, 9)).astype(dtype)
+    rows, cols = rng.uniform(-4, 11, (2, 3, 5, 6))
+    rows[0, 0, :3] = [0.0, 6.0, 1e9]  # edges, and far away
+    np.testing.assert_array_equal(
+        numba_kernels.sample_bilinear(images, rows, cols),
+        numpy_ref.sample_bilinear(images, rows, cols),
+    )
 
 
 def test_backend_choice():

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from npcnn import kernels
 from npcnn.digits import augment
 from npcnn.digits.augment import AugmentConfig, augment_batch, augmented_batches
 from npcnn.digits.errors import ImageError
@@ -133,7 +134,7 @@ def moved(
 ) -> np.ndarray:
     """``image`` (H, W) through augment's affine resampling by ``forward`` and ``shift``."""
     rows, cols = augment._affine_source_points(forward[None], np.array([shift]), *image.shape)
-    return augment.sample_bilinear(image[None], rows, cols)[0]
+    return kernels.sample_bilinear(image[None], rows, cols)[0]
 
 
 def test_a_quarter_turn_stands_a_bar_up_counter_clockwise():
@@ -168,40 +169,6 @@ def test_the_affine_resampling_is_scipys_affine_transform(angle, zoom, shear, sh
     offset = centre - inverse @ (centre + np.array(shift))
     expected = ndimage.affine_transform(image, inverse, offset, order=1, mode="grid-constant")
     np.testing.assert_allclose(moved(image, forward, shift), expected, atol=1e-5)
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    n=st.integers(1, 3),
-    height=st.integers(1, 9),
-    width=st.integers(1, 9),
-    reach=st.floats(0.0, 12.0),
-)
-def test_bilinear_sampling_reads_as_scipy_does_with_zeros_outside(seed, n, height, width, reach):
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    images = rng.random((n, height, width), dtype=np.float32)
-    rows = rng.uniform(-reach, height - 1 + reach, (n, 4, 5))
-    cols = rng.uniform(-reach, width - 1 + reach, (n, 4, 5))
-    rows[:, 0, 0], cols[:, 0, 0] = 0.0, 0.0  # the corners and edges exactly, too
-    rows[:, 0, 1], cols[:, 0, 1] = height - 1, width - 1
-    out = augment.sample_bilinear(images, rows, cols)
-    for i in range(n):
-        expected = ndimage.map_coordinates(
-            images[i], [rows[i], cols[i]], order=1, mode="grid-constant", cval=0.0
-        )
-        np.testing.assert_allclose(out[i], expected, atol=1e-6)
-
-
-def test_bilinear_sampling_at_whole_points_returns_the_pixels_exactly():
-    images = blobs(3)[:, 0]
-    rows, cols = np.meshgrid(np.arange(28.0), np.arange(28.0), indexing="ij")
-    rows, cols = np.broadcast_to(rows, (3, 28, 28)), np.broadcast_to(cols, (3, 28, 28))
-    np.testing.assert_array_equal(augment.sample_bilinear(images, rows, cols), images)
-    far = augment.sample_bilinear(images, rows + 40, cols - 40)
-    np.testing.assert_array_equal(far, np.zeros_like(images))
 
 
 @pytest.mark.parametrize(("size", "sigma"), [(28, 4.0), (9, 1.5), (5, 10.0)])

@@ -22,7 +22,7 @@ One module per job:
 - ``conv``: im2col, col2im, and the convolution by im2col + GEMM (or by Winograd, below);
 - ``winograd``: Winograd's F(4x4, 3x3) 3x3 convolution (``kernels/winograd.py`` says when);
 - ``dense``, ``pooling`` (max pooling), ``elementwise`` (ReLU), ``normalisation`` (BatchNorm),
-  ``optimizers`` (Adam).
+  ``optimizers`` (Adam), ``sampling`` (bilinear sampling, for the data augmentation).
 
 This package offers exactly the kernels of ``kernels.KERNEL_NAMES``, each with the signature and
 the result (up to float rounding) of its twin in ``numpy_ref`` (which documents it).  Importing it
@@ -37,6 +37,7 @@ from .elementwise import relu_backward, relu_forward
 from .normalisation import batchnorm_backward, batchnorm_forward, column_mean_var
 from .optimizers import adam_update
 from .pooling import maxpool_backward, maxpool_forward
+from .sampling import sample_bilinear
 
 __all__ = [
     "adam_update",
@@ -53,4 +54,5 @@ __all__ = [
     "maxpool_forward",
     "relu_backward",
     "relu_forward",
+    "sample_bilinear",
 ]
