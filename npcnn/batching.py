@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from . import settings
 from .errors import ConfigError
 
 Batch = tuple[np.ndarray, np.ndarray]
@@ -59,7 +60,8 @@ def prefetch(items: Iterable[Batch], depth: int = 2) -> Iterator[Batch]:
     """Iterate over ``items`` while a background thread prepares the next ``depth`` of them.
 
     NumPy and SciPy release the GIL in their inner loops, so preparing batches (augmentation)
-    overlaps with the training step.  Exceptions in the producer are re-raised here.
+    overlaps with the training step; the thread runs at a lower priority than the maths
+    (``settings.yield_to_the_maths_threads``).  Exceptions in the producer are re-raised here.
     """
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -76,6 +78,7 @@ def prefetch(items: Iterable[Batch], depth: int = 2) -> Iterator[Batch]:
         return False
 
     def produce() -> None:
+        settings.yield_to_the_maths_threads()  # see there: batches are made in the maths' pauses
         try:
             for item in items:
                 if not hand_over(item):

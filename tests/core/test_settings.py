@@ -131,3 +131,43 @@ def test_openmp_spin_default_leaves_a_chosen_setting_alone(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     settings.spin_openmp_threads_briefly()
     assert "GOMP_SPINCOUNT" not in os.environ
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's"
+)
+def test_yield_to_the_maths_threads_lowers_only_the_calling_thread():
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = priority()
+    seen = {}
+
+    def worker() -> None:
+        seen["before"] = priority()
+        seen["done"] = npcnn.settings.yield_to_the_maths_threads()
+        seen["after"] = priority()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen["done"] and seen["before"] == mine
+    assert seen["after"] == min(19, mine + 10)
+    assert priority() == mine  # the caller's own thread is untouched
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's"
+)
+def test_batches_are_prepared_at_a_lower_priority():
+    from npcnn.batching import prefetch
+
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def batches():
+        for _ in range(3):
+            yield priority()  # runs in the thread that prepares them
+
+    mine = priority()
+    assert list(prefetch(batches(), depth=1)) == [min(19, mine + 10)] * 3
