@@ -210,8 +210,7 @@ def place_in_frame(crop: np.ndarray) -> np.ndarray:
     start = centre + 0.5 - before_centre  # (row, col) of the frame's top-left edge in the crop
     rows = _area_weights(start[0], k, MNIST_SIZE, crop.shape[0])  # (28, H)
     cols = _area_weights(start[1], k, MNIST_SIZE, crop.shape[1])  # (28, W)
-    # frame = rows @ crop @ cols.T, written with einsum (plain loops, no BLAS threads)
-    frame = np.einsum("iw,jw->ij", np.einsum("ih,hw->iw", rows, crop.astype(np.float64)), cols)
+    frame = rows @ crop.astype(np.float64) @ cols.T  # two small matrix products
     peak = float(frame.max())
     if peak <= 0:
         raise NoInkError("nothing to recognise: no ink found")
