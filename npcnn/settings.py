@@ -48,6 +48,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 
 from .errors import ConfigError
 
@@ -81,9 +82,10 @@ def set_threads(count: int | None = None) -> int:
 
 def yield_to_the_maths_threads(niceness: int = 10) -> bool:
     """Make the calling thread ``niceness`` nicer than it is (Linux: a thread has a nice value of
-    its own); True if it could."""
-    import threading
-
+    its own); True if it could.  Elsewhere ``PRIO_PROCESS`` with a thread's id would name a
+    process, so nothing is done."""
+    if not sys.platform.startswith("linux"):
+        return False
     try:
         thread = threading.get_native_id()
         current = os.getpriority(os.PRIO_PROCESS, thread)

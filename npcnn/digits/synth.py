@@ -849,10 +849,6 @@ class _Pair(NamedTuple):
     def a_right(self) -> int:
         return self.a_left + self.a.shape[1]
 
-    @property
-    def b_width(self) -> int:
-        return self.b.shape[1]
-
 
 def _pair(images: np.ndarray, style: str, rng: np.random.Generator) -> _Pair:
     """Two random digits of ``images`` side by side in ``style`` ("pair:touching",
@@ -896,10 +892,9 @@ def _join_two(images: np.ndarray, style: str, rng: np.random.Generator) -> np.nd
     if style == "digit+part":  # cut through one digit of a touching pair
         keep = rng.uniform(0.45, 0.7)
         if rng.random() < 0.5:  # digit a and the left part of b
-            canvas = canvas[:, : pair.b_left + max(2, int(keep * pair.b_width))]
+            canvas = canvas[:, : pair.b_left + max(2, int(keep * pair.b.shape[1]))]
         else:  # the right part of a and digit b
-            a_width = pair.a_right - pair.a_left
-            canvas = canvas[:, pair.a_left + int((1 - keep) * a_width) :]
+            canvas = canvas[:, pair.a_left + int((1 - keep) * pair.a.shape[1]) :]
     return canvas if _wide_enough(canvas) else None
 
 
@@ -959,7 +954,7 @@ def _cut_one(
         neighbour = _ink_left_of(pair.b, cut - pair.b_left)
         canvas, index = pair.canvas[:, :cut], pair.first
     else:  # keep b, the right digit
-        cut = int(rng.uniform(pair.b_left - strip, pair.b_left + pair.b_width / 2))
+        cut = int(rng.uniform(pair.b_left - strip, pair.b_left + pair.b.shape[1] / 2))
         kept = 1 - _ink_left_of(pair.b, cut - pair.b_left)
         neighbour = 1 - _ink_left_of(pair.a, cut - pair.a_left)
         canvas, index = pair.canvas[:, max(0, cut) :], pair.second
