@@ -95,6 +95,8 @@ F4_AT = np.array(
 )
 
 MATRICES = {2: (F2_BT, F2_G, F2_AT), 4: (F4_BT, F4_G, F4_AT)}
+# The position ξ = (1, 1) of the a x a transformed tile, flattened: where a bias goes (A^T e_1 = 1).
+BIAS_POSITION = {m: (m + 2) + 1 for m in MATRICES}
 
 # When Winograd beats im2col (measured with ``python benchmarks/winograd_crossover.py``, on both
 # backends): 3x3, stride 1, enough channels to make its many small matrix products worth their
@@ -188,6 +190,47 @@ def transformed_input(x: np.ndarray, pad: int, m: int) -> tuple[np.ndarray, tupl
     return v.reshape(a * a, -1, c), (n, tiles_h, tiles_w)
 
 
+def _from_tiles(tiles: np.ndarray) -> np.ndarray:
+    """Output tiles ``(m, m, N, TH, TW, F)`` put together into ``(N, TH*m, TW*m, F)``: tile
+    ``(t, s)``'s pixel ``(p, q)`` is pixel ``(t*m + p, s*m + q)`` (one transposing copy)."""
+    m, _, n, tiles_h, tiles_w, f = tiles.shape
+    return tiles.transpose(2, 3, 0, 4, 1, 5).reshape(n, tiles_h * m, tiles_w * m, f)
+
+
+def _to_tiles(image: np.ndarray, m: int, tiles_h: int, tiles_w: int) -> np.ndarray:
+    """The adjoint of ``_from_tiles``: ``(N, OH, OW, F)`` -> ``(m*m, N*TH*TW*F)``, the ``m x m``
+    output tiles position by position, zeros where a tile overhangs the image."""
+    n, oh, ow, f = image.shape
+    if (oh, ow) != (tiles_h * m, tiles_w * m):
+        full = np.zeros((n, tiles_h * m, tiles_w * m, f), dtype=image.dtype)
+        full[:, :oh, :ow] = image
+        image = full
+    blocks = image.reshape(n, tiles_h, m, tiles_w, m, f).transpose(2, 4, 0, 1, 3, 5)
+    return blocks.reshape(m * m, -1)  # the one copy
+
+
+def _sum_overlapping_tiles(grad_d: np.ndarray, m: int) -> np.ndarray:
+    """The adjoint of cutting overlapping tiles: ``(a, a, N, TH, TW, C)`` tile gradients ->
+    the padded image's gradient ``(N, (TH+1)*m, (TW+1)*m, C)``.
+
+    Tile ``(t, s)`` covers rows ``t*m .. t*m + a - 1``: its first ``m`` rows are its own and its
+    last two (``i >= m``) are the first two of the tile below, ``(t+1, s)``; likewise for columns.
+    So the 6x6 = 36 tile positions fall in four groups, each added to the image in one operation:
+    ``i, j < m`` (no overlap: a copy), ``i >= m``, ``j >= m``, and both.  (The image has one
+    tile row and column more than needed, for the last tiles' overlap.)
+    """
+    a, _, n, tiles_h, tiles_w, c = grad_d.shape
+    image = np.empty((n, (tiles_h + 1) * m, (tiles_w + 1) * m, c), dtype=grad_d.dtype)
+    blocks = image.reshape(n, tiles_h + 1, m, tiles_w + 1, m, c)  # a view of image
+    blocks[:, tiles_h] = 0  # the extra tile row and column: only overlaps reach them
+    blocks[:, :, :, tiles_w] = 0
+    blocks[:, :tiles_h, :, :tiles_w] = grad_d[:m, :m].transpose(2, 3, 0, 4, 1, 5)
+    blocks[:, 1:, : a - m, :tiles_w] += grad_d[m:, :m].transpose(2, 3, 0, 4, 1, 5)
+    blocks[:, :tiles_h, :, 1:, : a - m] += grad_d[:m, m:].transpose(2, 3, 0, 4, 1, 5)
+    blocks[:, 1:, : a - m, 1:, : a - m] += grad_d[m:, m:].transpose(2, 3, 0, 4, 1, 5)
+    return image
+
+
 def conv3x3_forward(x: np.ndarray, w_ext: np.ndarray, pad: int, m: int = 4) -> np.ndarray:
     """A 3x3, stride-1 convolution by F(m x m, 3x3): the same result as
     ``numpy_ref.conv2d_forward(x, w_ext, 3, 1, pad)``, ``(N, OH, OW, F)``."""
@@ -196,11 +239,15 @@ def conv3x3_forward(x: np.ndarray, w_ext: np.ndarray, pad: int, m: int = 4) -> n
     f = w_ext.shape[0]
     v, (n, tiles_h, tiles_w) = transformed_input(x, pad, m)  # (a*a, tiles, C)
     products = np.matmul(v, filter_transform(w_ext, m))  # (a*a, tiles, F): one GEMM per ξ
+    # The bias: A^T's column 1 is all ones (for m = 2 and 4), so a value b added to M at
+    # ξ = (1, 1) adds b to every pixel of Y = A^T M A - one add on 1/(a*a) of the products.
+    products[BIAS_POSITION[m]] += w_ext[:, -1]
     _, _, ka = kronecker_matrices(m, x.dtype)
-    y = ka @ products.reshape((m + 2) ** 2, -1)  # (m*m, tiles*F): Y = A^T M A of every tile
-    y = y.reshape(m, m, n, tiles_h, tiles_w, f).transpose(2, 3, 0, 4, 1, 5)
-    y = y.reshape(n, tiles_h * m, tiles_w * m, f)[:, :oh, :ow]  # tiles may overhang: cut
-    return y + w_ext[:, -1]
+    y_tiles = ka @ products.reshape((m + 2) ** 2, -1)  # (m*m, tiles*F): Y = A^T M A of every tile
+    y = _from_tiles(y_tiles.reshape(m, m, n, tiles_h, tiles_w, f))
+    if (oh, ow) == y.shape[1:3]:
+        return y
+    return np.ascontiguousarray(y[:, :oh, :ow])  # the last tiles overhang the output: cut
 
 
 def conv3x3_backward(
@@ -213,28 +260,20 @@ def conv3x3_backward(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``([dW_mat | db], dx or None)`` of ``conv3x3_forward``, as ``numpy_ref.conv2d_backward``."""
     n, h, w, c = x.shape
-    _, oh, ow, f = grad_y.shape
+    f = grad_y.shape[3]
     kb, _, ka = kronecker_matrices(m, x.dtype)
     a = m + 2
     v, (n, tiles_h, tiles_w) = transformed_input(x, pad, m)  # (a*a, tiles, C)
     # Z = A dY A^T of every output tile (zero where a tile overhangs the output)
-    grad_tiles = np.zeros((n, tiles_h * m, tiles_w * m, f), dtype=x.dtype)
-    grad_tiles[:, :oh, :ow] = grad_y
-    grad_tiles = grad_tiles.reshape(n, tiles_h, m, tiles_w, m, f).transpose(2, 4, 0, 1, 3, 5)
-    z = ka.T @ grad_tiles.reshape(m * m, -1)  # (a*a, tiles*F)
-    z = z.reshape(a * a, -1, f)
+    z = (ka.T @ _to_tiles(grad_y, m, tiles_h, tiles_w)).reshape(a * a, -1, f)  # (a*a, tiles, F)
     grad_u = np.matmul(v.transpose(0, 2, 1), z)  # dU = V^T Z, (a*a, C, F)
     grad_ext = np.empty((f, 9 * c + 1), dtype=x.dtype)
     grad_ext[:, :-1] = filter_gradient(grad_u, m)
-    grad_ext[:, -1] = grad_y.sum(axis=(0, 1, 2))
+    grad_ext[:, -1] = grad_y.reshape(-1, f).sum(axis=0)
     if not input_grad:
         return grad_ext, None
     u = filter_transform(w_ext, m)
     grad_v = np.matmul(z, u.transpose(0, 2, 1))  # dV = Z U^T, (a*a, tiles, C)
     grad_d = kb.T @ grad_v.reshape(a * a, -1)  # dd = B dV B^T, (a*a, tiles*C)
-    grad_d = grad_d.reshape(a, a, n, tiles_h, tiles_w, c)
-    padded = np.zeros((n, tiles_h * m + 2, tiles_w * m + 2, c), dtype=x.dtype)
-    for i in range(a):  # neighbouring tiles overlap by two rows and columns: sum them
-        for j in range(a):
-            padded[:, i : i + tiles_h * m : m, j : j + tiles_w * m : m] += grad_d[i, j]
+    padded = _sum_overlapping_tiles(grad_d.reshape(a, a, n, tiles_h, tiles_w, c), m)
     return grad_ext, np.ascontiguousarray(padded[:, pad : pad + h, pad : pad + w])

@@ -197,6 +197,28 @@ def test_filter_transform_is_g_g_gt():
                 np.testing.assert_allclose(u[:, c, f].reshape(a, a), g_matrix @ g @ g_matrix.T)
 
 
+def test_bias_position_reaches_every_output_pixel_once():
+    """A^T M A with M = e_ξ e_ξ^T at the bias position is a tile of ones: a value added there
+    becomes a bias on every output pixel (what ``conv3x3_forward`` relies on)."""
+    for m in (2, 4):
+        _, _, ka = winograd.kronecker_matrices(m, np.float64)
+        np.testing.assert_array_equal(ka[:, winograd.BIAS_POSITION[m]], np.ones(m * m))
+
+
+def test_overlapping_tiles_are_summed_like_a_loop_over_offsets():
+    """``_sum_overlapping_tiles`` (four grouped adds) equals adding each of the a*a tile offsets
+    in turn, and leaves nothing uninitialised."""
+    rng = np.random.default_rng(3)
+    for m in (2, 4):
+        a, n, tiles_h, tiles_w, c = m + 2, 2, 3, 4, 5
+        grad_d = rng.standard_normal((a, a, n, tiles_h, tiles_w, c))
+        expected = np.zeros((n, (tiles_h + 1) * m, (tiles_w + 1) * m, c))
+        for i in range(a):
+            for j in range(a):
+                expected[:, i : i + tiles_h * m : m, j : j + tiles_w * m : m] += grad_d[i, j]
+        np.testing.assert_allclose(winograd._sum_overlapping_tiles(grad_d, m), expected)
+
+
 def test_unsupported_tile_size_is_a_clear_error():
     with pytest.raises(ValueError, match="use 2 or 4"):
         winograd.matrices(3, np.float32)
