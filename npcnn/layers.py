@@ -116,7 +116,9 @@ class Conv2D(Layer):
     through memory, and backward rebuilds the columns rather than keeping them from forward
     (cheaper than reading them back from memory, and much less memory).  Both backends compute
     the 3x3, stride-1 convolutions of training-sized batches by Winograd's algorithm instead, with
-    4x fewer multiplications and the same result up to rounding (see ``kernels/winograd.py``).
+    4x fewer multiplications and the same result up to rounding (see ``kernels/winograd.py``);
+    in training, the NumPy backend's Winograd keeps its transformed input from forward for
+    backward (the kernels' ``saved`` dict).
 
     ``padding`` is ``"valid"`` (none), ``"same"`` (output size = ceil(input / stride); odd kernels)
     or a number of zero pixels on every side.
@@ -189,8 +191,9 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = channels_last(x)  # (N, H, W, C)
         k, s, p = self.kernel_size, self.stride, self.pad
-        y = kernels.conv2d_forward(x, self._extended_weights(), k, s, p)  # (N, OH, OW, F)
-        self._x = x
+        self._saved = {} if training else None  # what backward may reuse (see the kernel)
+        y = kernels.conv2d_forward(x, self._extended_weights(), k, s, p, self._saved)
+        self._x = x  # y: (N, OH, OW, F)
         return channels_first(y)  # (N, F, OH, OW), channels last in memory
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -198,7 +201,9 @@ class Conv2D(Layer):
         k, s, p, f = self.kernel_size, self.stride, self.pad, self.out_channels
         grad_y = channels_last(grad_out)  # (N, OH, OW, F)
         w_ext = self._extended_weights()
-        grad_ext, grad_x = kernels.conv2d_backward(self._x, grad_y, w_ext, k, s, p, input_grad)
+        grad_ext, grad_x = kernels.conv2d_backward(
+            self._x, grad_y, w_ext, k, s, p, input_grad, self._saved
+        )
         dw = grad_ext[:, :-1].reshape(f, k, k, -1).transpose(0, 3, 1, 2)  # (F, C, k, k)
         self.grads["W"] = np.ascontiguousarray(dw)
         self.grads["b"] = grad_ext[:, -1].copy()

@@ -129,7 +129,14 @@ def _column_buffer(chunks: list[slice], per_image: int, k1: int, dtype: np.dtype
     return cols
 
 
-def conv2d_forward(x: np.ndarray, w_ext: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
+def conv2d_forward(
+    x: np.ndarray,
+    w_ext: np.ndarray,
+    k: int,
+    stride: int,
+    pad: int,
+    saved: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
     """A convolution of an ``(N, H, W, C)`` image as ``[cols | 1] @ w_ext.T``: ``(N, OH, OW, F)``.
 
     ``w_ext = [W_mat | b]`` is ``(F, k*k*C + 1)``: the filters in im2col's column order, then the
@@ -137,10 +144,16 @@ def conv2d_forward(x: np.ndarray, w_ext: np.ndarray, k: int, stride: int, pad: i
     (``im2col_conv2d_forward``), or, for the 3x3 stride-1 convolutions of training-sized batches,
     by Winograd's algorithm: the same result with 4x fewer multiplications (``winograd.py``, which
     also says when: ``use_winograd``).
+
+    ``saved``, when given (training), is a dict the forward pass may fill with what the backward
+    pass of the same input can reuse; pass it on to ``conv2d_backward``.  Here Winograd keeps its
+    transformed input ``V`` (a function of ``x`` only), which backward would otherwise compute
+    again.  The Numba backend keeps nothing: its fused loops recompute ``V`` tile by tile, in the
+    cache, faster than reading it back from memory.
     """
     n, _, _, c = x.shape
     if winograd.use_winograd(n, c, w_ext.shape[0], k, stride):
-        return winograd.conv3x3_forward(x, w_ext, pad, winograd.WINOGRAD_TILE)
+        return winograd.conv3x3_forward(x, w_ext, pad, winograd.WINOGRAD_TILE, saved)
     return im2col_conv2d_forward(x, w_ext, k, stride, pad)
 
 
@@ -169,17 +182,21 @@ def conv2d_backward(
     stride: int,
     pad: int,
     input_grad: bool = True,
+    saved: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The gradients of ``conv2d_forward`` from ``grad_y`` ``(N, OH, OW, F)``::
 
         [dW_mat | db] = dY.T @ [cols | 1]        (F, k*k*C + 1), summed over the chunks
         dx            = col2im(dY @ W_mat)       (N, H, W, C), skipped unless ``input_grad``
 
-    by the algorithm of the forward pass (``im2col_conv2d_backward`` or Winograd's).
+    by the algorithm of the forward pass (``im2col_conv2d_backward`` or Winograd's).  ``saved``:
+    what the forward pass of this ``x`` kept (see ``conv2d_forward``), or ``None``.
     """
     n, _, _, c = x.shape
     if winograd.use_winograd(n, c, w_ext.shape[0], k, stride):
-        return winograd.conv3x3_backward(x, grad_y, w_ext, pad, winograd.WINOGRAD_TILE, input_grad)
+        return winograd.conv3x3_backward(
+            x, grad_y, w_ext, pad, winograd.WINOGRAD_TILE, input_grad, saved
+        )
     return im2col_conv2d_backward(x, grad_y, w_ext, k, stride, pad, input_grad)
 
 

@@ -231,13 +231,22 @@ def _sum_overlapping_tiles(grad_d: np.ndarray, m: int) -> np.ndarray:
     return image
 
 
-def conv3x3_forward(x: np.ndarray, w_ext: np.ndarray, pad: int, m: int = 4) -> np.ndarray:
+def conv3x3_forward(
+    x: np.ndarray,
+    w_ext: np.ndarray,
+    pad: int,
+    m: int = 4,
+    saved: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
     """A 3x3, stride-1 convolution by F(m x m, 3x3): the same result as
-    ``numpy_ref.conv2d_forward(x, w_ext, 3, 1, pad)``, ``(N, OH, OW, F)``."""
+    ``numpy_ref.conv2d_forward(x, w_ext, 3, 1, pad)``, ``(N, OH, OW, F)``.  With ``saved``, the
+    transformed input ``V`` is kept there for ``conv3x3_backward``."""
     n, h, w, _ = x.shape
     oh, ow = window_output_size(h, 3, 1, pad), window_output_size(w, 3, 1, pad)
     f = w_ext.shape[0]
     v, (n, tiles_h, tiles_w) = transformed_input(x, pad, m)  # (a*a, tiles, C)
+    if saved is not None:
+        saved["winograd_input"] = v
     products = np.matmul(v, filter_transform(w_ext, m))  # (a*a, tiles, F): one GEMM per ξ
     # The bias: A^T's column 1 is all ones (for m = 2 and 4), so a value b added to M at
     # ξ = (1, 1) adds b to every pixel of Y = A^T M A - one add on 1/(a*a) of the products.
@@ -257,13 +266,19 @@ def conv3x3_backward(
     pad: int,
     m: int = 4,
     input_grad: bool = True,
+    saved: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``([dW_mat | db], dx or None)`` of ``conv3x3_forward``, as ``numpy_ref.conv2d_backward``."""
+    """``([dW_mat | db], dx or None)`` of ``conv3x3_forward``, as ``numpy_ref.conv2d_backward``;
+    the transformed input comes from ``saved`` when the forward pass kept it there."""
     n, h, w, c = x.shape
     f = grad_y.shape[3]
     kb, _, ka = kronecker_matrices(m, x.dtype)
     a = m + 2
-    v, (n, tiles_h, tiles_w) = transformed_input(x, pad, m)  # (a*a, tiles, C)
+    oh, ow = window_output_size(h, 3, 1, pad), window_output_size(w, 3, 1, pad)
+    tiles_h, tiles_w = tile_grid(oh, ow, m)
+    v = saved.get("winograd_input") if saved else None
+    if v is None:
+        v, _ = transformed_input(x, pad, m)  # (a*a, tiles, C)
     # Z = A dY A^T of every output tile (zero where a tile overhangs the output)
     z = (ka.T @ _to_tiles(grad_y, m, tiles_h, tiles_w)).reshape(a * a, -1, f)  # (a*a, tiles, F)
     grad_u = np.matmul(v.transpose(0, 2, 1), z)  # dU = V^T Z, (a*a, C, F)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from npcnn import kernels
 from npcnn.errors import ConfigError
 from npcnn.kernels import numpy_ref, winograd
+from npcnn.layers import Conv2D
 
 HAVE_NUMBA = "numba" in kernels.available_backends()
 needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
@@ -195,6 +196,38 @@ def test_filter_transform_is_g_g_gt():
             for c in range(2):
                 g = w_ext[f, :-1].reshape(3, 3, 2)[:, :, c]
                 np.testing.assert_allclose(u[:, c, f].reshape(a, a), g_matrix @ g @ g_matrix.T)
+
+
+def test_backward_reuses_the_transformed_input_kept_by_forward():
+    """With ``saved``, forward keeps V and backward uses it (not a recomputed one): the gradients
+    equal those computed without it, and a V changed in ``saved`` changes the filter gradient."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 9, 9, 3))
+    w_ext = rng.standard_normal((4, 9 * 3 + 1))
+    grad_y = rng.standard_normal((2, 9, 9, 4))
+    saved: dict[str, np.ndarray] = {}
+    y = winograd.conv3x3_forward(x, w_ext, 1, 4, saved)
+    np.testing.assert_array_equal(y, winograd.conv3x3_forward(x, w_ext, 1, 4))
+    v, _ = winograd.transformed_input(x, 1, 4)
+    np.testing.assert_array_equal(saved["winograd_input"], v)
+    kept = winograd.conv3x3_backward(x, grad_y, w_ext, 1, 4, True, saved)
+    fresh = winograd.conv3x3_backward(x, grad_y, w_ext, 1, 4, True)
+    for a, b in zip(kept, fresh, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    saved["winograd_input"] = 2 * v
+    doubled, _ = winograd.conv3x3_backward(x, grad_y, w_ext, 1, 4, True, saved)
+    np.testing.assert_allclose(doubled[:, :-1], 2 * fresh[0][:, :-1])
+
+
+def test_conv_layer_keeps_the_transformed_input_only_when_training(backend):
+    """Training keeps V for backward (NumPy backend); prediction keeps nothing."""
+    layer = Conv2D(32, 32, 3, padding="same")
+    layer.build((32, 8, 8), np.random.default_rng(5))
+    x = np.random.default_rng(6).standard_normal((32, 32, 8, 8)).astype(np.float32)
+    layer.forward(x, training=False)
+    assert layer._saved is None
+    layer.forward(x, training=True)
+    assert ("winograd_input" in layer._saved) == (backend == "numpy")
 
 
 def test_bias_position_reaches_every_output_pixel_once():

@@ -165,9 +165,17 @@ def _conv_backward(x, grad_y, w_mat, k, stride, pad, oh, ow, step, sums, grad_x)
     return sums
 
 
-def conv2d_forward(x: np.ndarray, w_ext: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
+def conv2d_forward(
+    x: np.ndarray,
+    w_ext: np.ndarray,
+    k: int,
+    stride: int,
+    pad: int,
+    saved: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
     """``[im2col(x) | 1] @ w_ext.T`` as an ``(N, OH, OW, F)`` image (see ``numpy_ref``): by
-    Winograd's algorithm where that is faster (``use_winograd``), otherwise by im2col + GEMM."""
+    Winograd's algorithm where that is faster (``use_winograd``), otherwise by im2col + GEMM.
+    ``saved`` stays empty: the backward pass recomputes what it needs, in the cache."""
     n, _, _, c = x.shape
     if use_winograd(n, c, w_ext.shape[0], k, stride):
         return winograd_conv2d_forward(x, w_ext, pad)
@@ -202,9 +210,10 @@ def conv2d_backward(
     stride: int,
     pad: int,
     input_grad: bool = True,
+    saved: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``([dW_mat | db], dx or None)`` of ``conv2d_forward`` (see ``numpy_ref``), by the same
-    algorithm as the forward pass."""
+    algorithm as the forward pass (``saved`` is not used here)."""
     n, _, _, c = x.shape
     if use_winograd(n, c, w_ext.shape[0], k, stride):
         return winograd_conv2d_backward(x, grad_y, w_ext, pad, input_grad)
