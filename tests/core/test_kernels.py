@@ -235,8 +235,10 @@ def test_backend_choice():
 
 
 # The pieces numpy_ref.im2col is built from, which the guide shows, and the im2col convolution
-# that conv2d_forward/backward choose when Winograd's does not apply: public, but not kernels.
+# that conv2d_forward/backward choose when Winograd's does not apply (with its one-channel columns):
+# public, but not kernels.
 REFERENCE_HELPERS = {
+    "offset_rows",
     "pad_images",
     "patches_view",
     "im2col_conv2d_forward",
@@ -364,6 +366,27 @@ def test_im2col_and_col2im_write_into_a_given_buffer(backend, problem):
     image = np.full_like(x, np.nan)
     assert kernels.col2im(cols, x.shape, k, k, stride, pad, out=image) is image
     np.testing.assert_allclose(image, kernels.col2im(cols, x.shape, k, k, stride, pad))
+
+
+@given(conv_problems())
+def test_one_channel_offset_rows_are_im2col_transposed(problem):
+    """``offset_rows`` (the NumPy backend's one-channel columns) is im2col transposed, plus a row
+    of ones; the convolution and its gradients built on it match im2col's per-channel path."""
+    x, k, stride, pad = problem
+    x = np.ascontiguousarray(x[..., :1])
+    rows = numpy_ref.offset_rows(x, k, stride, pad)
+    cols = numpy_ref.im2col(x, k, k, stride, pad)
+    np.testing.assert_array_equal(rows[:-1], cols.T)
+    assert (rows[-1] == 1).all()
+    rng = np.random.default_rng(0)
+    w_ext = rng.standard_normal((3, k * k + 1))
+    y = numpy_ref.conv2d_forward(x, w_ext, k, stride, pad)
+    np.testing.assert_allclose(y.reshape(-1, 3), cols @ w_ext[:, :-1].T + w_ext[:, -1])
+    grad_y = rng.standard_normal(y.shape)
+    grad_ext, _ = numpy_ref.conv2d_backward(x, grad_y, w_ext, k, stride, pad, False)
+    g = grad_y.reshape(-1, 3)
+    np.testing.assert_allclose(grad_ext[:, :-1], g.T @ cols, atol=1e-12)
+    np.testing.assert_allclose(grad_ext[:, -1], g.sum(axis=0))
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
