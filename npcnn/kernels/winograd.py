@@ -284,7 +284,7 @@ def conv3x3_backward(
     grad_u = np.matmul(v.transpose(0, 2, 1), z)  # dU = V^T Z, (a*a, C, F)
     grad_ext = np.empty((f, 9 * c + 1), dtype=x.dtype)
     grad_ext[:, :-1] = filter_gradient(grad_u, m)
-    grad_ext[:, -1] = grad_y.reshape(-1, f).sum(axis=0)
+    grad_ext[:, -1] = z[BIAS_POSITION[m]].sum(axis=0)  # the adjoint of forward's bias trick
     if not input_grad:
         return grad_ext, None
     u = filter_transform(w_ext, m)
