@@ -9,7 +9,8 @@ among them:
    underlines.  A piece wide enough to hold two digits is sliced along *seams*: the cheapest
    top-to-bottom paths through it (``seam_costs``: the ink crossed plus a little per sideways
    step), which run straight through where touching digits meet and bend around the strokes
-   where they overlap; seams are proposed where their cost has a valley (``seam_cuts``).  Each
+   where they overlap; seams are proposed where their cost has a valley (``seam_cuts``), ended
+   at the bottom row and, in pieces wide enough for two digits, also started at the top row.  Each
    slice is an atom.  Atoms are ordered by the centre of their columns.
 2. **Candidate segments** (``number_candidates``).  Every run of 1 to ``MAX_ATOMS`` consecutive
    atoms that could be one digit (not much wider than tall, no wide gap inside) is a candidate:
@@ -86,6 +87,8 @@ OVERLAP_REACH_2 = 0.2  # ... or this many (each is a variant)
 OVERLAP_CUT = 0.0  # ... when the cut crosses at least this much ink (x the fullest column's)
 SEAM_DRIFT = 0.5  # a cut's seam pays this (in pixels of ink) per sideways step
 SEAM_SPACING = 0.08  # seams end at least this many heights apart
+TOP_SEAM_COST = 0.15  # seams from the top row too, if they cross at most this much ink (0: none),
+TOP_SEAM_WIDTH = 0.9  # ... in pieces at least this x their height wide (room for two digits)
 SEAM_PROMINENCE = 0.0  # a seam is cheaper than the dearest on each side by this x p_max
 RUNNER_UP_RATIO = 0.1  # report the runner-up when its confidence is at least this x the best's
 
@@ -160,24 +163,9 @@ def trace_seam(moves: np.ndarray, end: int) -> np.ndarray:
     return path
 
 
-def seam_cuts(piece: np.ndarray, height: float) -> list[tuple[np.ndarray, float]]:
-    """Candidate cuts inside one piece (H, W, cut to its own box): seams at the valleys of the
-    seam cost.
-
-    With ``S(x)`` the cost of the best seam ending at column ``x`` (``seam_costs``), a column is
-    a candidate when ``S`` is lowest there within +-``SEAM_SPACING`` x ``height`` (cheapest
-    first, no two that close), with dearer seams on *both* sides within 0.35 ``height`` (the
-    cheaper side at least ``S(x) + SEAM_PROMINENCE p_max``, ``p_max`` the ink of the fullest
-    column), and at least 0.08 ``height`` from either edge.  A cut's cost is
-    the ink its seam crosses over ``p_max``: near 0 where digits barely touch.  Seams are kept
-    apart (each at or right of the previous one in every row) and at most ``width / (0.12
-    height)`` of them, the cheapest.  Returns ``[(seam (H,), cost)]`` left to right.
-    """
-    width = piece.shape[1]
-    if width < 0.25 * height or width < 4:
-        return []
-    total, moves = seam_costs(piece)
-    top = max(float(piece.sum(axis=0).max()), 1e-9)
+def _valley_ends(total: np.ndarray, top: float, height: float) -> list[int]:
+    """The columns where the seam cost ``total`` (W,) has a valley (see ``seam_cuts``)."""
+    width = len(total)
     reach = max(1, round(SEAM_SPACING * height))
     side = max(2, round(0.35 * height))
     lowest = ndimage.minimum_filter1d(total, 2 * reach + 1, mode="nearest")
@@ -191,11 +179,42 @@ def seam_cuts(piece: np.ndarray, height: float) -> list[tuple[np.ndarray, float]
         right = total[column + 1 : column + side + 1].max()
         if min(left, right) >= value + SEAM_PROMINENCE * top:
             ends.append(column)
-    cuts = []
-    for end in ends:
-        path = trace_seam(moves, end)
-        cost = float(piece[np.arange(len(path)), path].sum()) / top
-        cuts.append((path, cost))
+    return ends
+
+
+def seam_cuts(piece: np.ndarray, height: float) -> list[tuple[np.ndarray, float]]:
+    """Candidate cuts inside one piece (H, W, cut to its own box): seams at the valleys of the
+    seam cost.
+
+    With ``S(x)`` the cost of the best seam ending at column ``x`` (``seam_costs``), a column is
+    a candidate when ``S`` is lowest there within +-``SEAM_SPACING`` x ``height`` (cheapest
+    first, no two that close), with dearer seams on *both* sides within 0.35 ``height`` (the
+    cheaper side at least ``S(x) + SEAM_PROMINENCE p_max``, ``p_max`` the ink of the fullest
+    column), and at least 0.08 ``height`` from either edge.  Seams are found both ending at the
+    bottom row and (on the piece turned upside down) starting at the top row: two strokes that
+    meet at the bottom in a V (a leaning 1 next to a 4's stem) leave a valley only at the top.
+    A top seam is kept when it crosses at most ``TOP_SEAM_COST`` x ``p_max`` of ink and is over
+    ``SEAM_SPACING`` x ``height`` (mean column) from every bottom one.  A cut's cost is the ink
+    its seam crosses over ``p_max``: near 0 where digits barely touch.  Seams are kept apart
+    (each at or right of the previous one in every row) and at most ``width / (0.12 height)``
+    of them, the cheapest.  Returns ``[(seam (H,), cost)]`` left to right.
+    """
+    width = piece.shape[1]
+    if width < 0.25 * height or width < 4:
+        return []
+    top = max(float(piece.sum(axis=0).max()), 1e-9)
+    rows = np.arange(piece.shape[0])
+    total, moves = seam_costs(piece)
+    paths = [trace_seam(moves, end) for end in _valley_ends(total, top, height)]
+    apart = max(1.0, SEAM_SPACING * height)
+    if TOP_SEAM_COST > 0 and width >= TOP_SEAM_WIDTH * height:
+        total, moves = seam_costs(piece[::-1])
+        for end in _valley_ends(total, top, height):
+            path = trace_seam(moves, end)[::-1]
+            cheap = piece[rows, path].sum() <= TOP_SEAM_COST * top
+            if cheap and all(np.abs(path - other).mean() > apart for other in paths):
+                paths.append(path)
+    cuts = [(path, float(piece[rows, path].sum()) / top) for path in paths]
     most = max(1, int(width / (0.12 * height)))
     cuts = sorted(sorted(cuts, key=lambda c: c[1])[:most], key=lambda c: float(c[0].mean()))
     for k in range(1, len(cuts)):  # seams must not cross: each at or right of the previous

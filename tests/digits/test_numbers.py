@@ -131,6 +131,27 @@ def test_a_seam_cuts_two_bars_where_a_thin_bridge_joins_them() -> None:
     assert numbers.seam_cuts(ink[:, :8], 50) == []  # one bar: nothing to cut
 
 
+def test_seams_are_also_found_from_the_top_row() -> None:
+    ink = np.zeros((60, 80), np.float32)
+    ink[:, 4:10] = 1.0  # a digit on the left ...
+    ink[40:42, 10:16] = 1.0  # ... touching a 1 through a thin bridge
+    for y in range(60):
+        up = (59 - y) * 4 // 10
+        ink[y, 14 + up : 19 + up] = 1.0  # the 1, leaning right: bottom x = 14, top x = 37
+        ink[y, 24 + up : 29 + up] = 1.0  # the next digit's side, leaning alike: top x = 47
+
+    def tops_between_the_strokes() -> list[int]:
+        return [int(path[0]) for path, _ in numbers.seam_cuts(ink, 60) if 42 <= path[0] <= 46]
+
+    assert tops_between_the_strokes()  # a cut starts between the 1's top and its neighbour's
+    default = numbers.TOP_SEAM_COST
+    try:
+        numbers.TOP_SEAM_COST = 0.0  # seams ended at the bottom row only: none starts there
+        assert not tops_between_the_strokes()
+    finally:
+        numbers.TOP_SEAM_COST = default
+
+
 def test_atoms_drop_an_underline_and_a_speck_and_keep_the_digits() -> None:
     ink = np.zeros((120, 300), np.float32)
     ink[10:90, 20:30] = 1.0
