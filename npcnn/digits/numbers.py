@@ -142,16 +142,28 @@ def seam_costs(piece: np.ndarray, drift: float | None = None) -> tuple[np.ndarra
     drift = SEAM_DRIFT if drift is None else drift
     height, width = piece.shape
     ink = piece.astype(np.float64)
-    cost = ink[0].copy()
+    total = np.empty((height, width))  # M, row by row
+    total[0] = ink[0]
+    side = np.empty(width)  # min(M[y-1, x-1], M[y-1, x+1]) + drift
+    for y in range(1, height):  # the only loop: each row needs the one above (5 small ops)
+        above = total[y - 1]
+        side[0] = np.inf
+        side[1:] = above[:-1]
+        np.minimum(side[:-1], above[1:], out=side[:-1])
+        side += drift
+        np.minimum(above, side, out=total[y])
+        total[y] += ink[y]
+    # The moves, for all rows at once: which of the three the minimum took (straight down
+    # first on ties, then from the left) - the same sums as in the loop, so the same floats.
+    above = total[:-1]
+    from_left = np.full_like(above, np.inf)
+    from_left[:, 1:] = above[:, :-1] + drift
+    from_right = np.full_like(above, np.inf)
+    from_right[:, :-1] = above[:, 1:] + drift
+    best = np.minimum(np.minimum(from_left, above), from_right)
     moves = np.zeros((height, width), dtype=np.int8)
-    from_left, from_right = np.full(width, np.inf), np.full(width, np.inf)
-    for y in range(1, height):
-        from_left[1:] = cost[:-1] + drift  # came from x - 1
-        from_right[:-1] = cost[1:] + drift  # came from x + 1
-        best = np.minimum(np.minimum(from_left, cost), from_right)
-        moves[y] = np.where(best == cost, 0, np.where(best == from_left, -1, 1))
-        cost = best + ink[y]
-    return cost, moves
+    moves[1:] = np.where(best == above, 0, np.where(best == from_left, -1, 1))
+    return total[-1].copy(), moves
 
 
 def trace_seam(moves: np.ndarray, end: int) -> np.ndarray:
