@@ -131,6 +131,37 @@ def test_a_seam_cuts_two_bars_where_a_thin_bridge_joins_them() -> None:
     assert numbers.seam_cuts(ink[:, :8], 50) == []  # one bar: nothing to cut
 
 
+def test_seam_costs_follow_their_recurrence_pixel_by_pixel():
+    """``seam_costs`` equals its docstring's recurrence written out with plain loops (ties
+    straight down first, then from the left), and each traced seam costs what it says."""
+    rng = np.random.default_rng(7)
+    for drift in (0.0, 0.5, 1.0):
+        piece = np.round(rng.random((9, 7)) * 3) / 3  # many ties
+        height, width = piece.shape
+        cost = [[0.0] * width for _ in range(height)]
+        moves = np.zeros((height, width), dtype=np.int8)
+        cost[0] = list(piece[0])
+        for y in range(1, height):
+            for x in range(width):
+                options = [(cost[y - 1][x], 0)]
+                if x > 0:
+                    options.append((cost[y - 1][x - 1] + drift, -1))
+                if x < width - 1:
+                    options.append((cost[y - 1][x + 1] + drift, 1))
+                best = min(value for value, _ in options)
+                moves[y, x] = next(move for value, move in options if value == best)
+                cost[y][x] = best + piece[y, x]
+        total, found_moves = numbers.seam_costs(piece, drift)
+        np.testing.assert_array_equal(total, cost[-1])
+        np.testing.assert_array_equal(found_moves, moves)
+        for end in range(width):
+            path = numbers.trace_seam(found_moves, end)
+            sideways = np.abs(np.diff(path)).sum()
+            assert piece[np.arange(height), path].sum() + drift * sideways == pytest.approx(
+                total[end]
+            )
+
+
 def test_seams_are_also_found_from_the_top_row() -> None:
     ink = np.zeros((60, 80), np.float32)
     ink[:, 4:10] = 1.0  # a digit on the left ...
