@@ -413,6 +413,27 @@ def test_numba_conv2d_equals_numpy(problem, filters, dtype, input_grad):
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
+@pytest.mark.parametrize(("k", "stride", "pad"), [(3, 1, 0), (3, 1, 1), (5, 2, 2)])
+def test_numba_one_channel_convolution_of_a_batch_equals_numpy(k, stride, pad):
+    """A first layer on a training-sized batch (the parallel, transposed-columns path of the Numba
+    backend, with several tasks per thread) equals the NumPy one."""
+    from npcnn.kernels import numba as numba_kernels
+
+    rng = np.random.default_rng(k + pad)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    w_ext = rng.standard_normal((8, k * k + 1)).astype(np.float32)
+    y = numba_kernels.conv2d_forward(x, w_ext, k, stride, pad)
+    np.testing.assert_allclose(
+        y, numpy_ref.conv2d_forward(x, w_ext, k, stride, pad), rtol=1e-5, atol=1e-5
+    )
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
+    fast, no_dx = numba_kernels.conv2d_backward(x, grad_y, w_ext, k, stride, pad, False)
+    slow, _ = numpy_ref.conv2d_backward(x, grad_y, w_ext, k, stride, pad, False)
+    assert no_dx is None
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
 @given(
     st.integers(1, 40),
     st.integers(1, 70),

@@ -139,6 +139,60 @@ def _conv_forward(x, w_ext_t, k, stride, pad, oh, ow, rows_per_task, y):
     return y
 
 
+# A one-channel convolution (a first layer) has column rows of only k*k + 1 numbers, which the
+# loops above copy one at a time.  Here each task builds its part of the column matrix transposed,
+# as ``numpy_ref.offset_rows`` does: row ``i*k + j`` is the image shifted by kernel offset
+# ``(i, j)``, a contiguous run per output row (the compiler vectorises it); BLAS reads the
+# transpose for free.
+@njit(**JIT)
+def _offset_rows_task(x, k, stride, pad, oh, ow, first, last, rows):
+    """Output rows ``first..last`` of the batch into ``rows`` ``(k*k + 1, (last-first)*ow)``:
+    ``numpy_ref.offset_rows`` for those rows (its last row, the ones, is set by the caller)."""
+    _, h, w, _ = x.shape
+    for t in range(first, last):
+        b, y = t // oh, t % oh
+        base = (t - first) * ow
+        for i in range(k):
+            yy = y * stride + i - pad
+            for j in range(k):
+                r = i * k + j
+                if yy < 0 or yy >= h:
+                    rows[r, base : base + ow] = 0
+                    continue
+                for z in range(ow):
+                    xx = z * stride + j - pad
+                    rows[r, base + z] = x[b, yy, xx, 0] if 0 <= xx < w else 0
+
+
+@njit(parallel=True, **JIT)
+def _conv_forward_one_channel(x, w_ext_t, k, stride, pad, oh, ow, rows_per_task, y):
+    total = x.shape[0] * oh  # output rows of the whole batch
+    k1 = w_ext_t.shape[0]  # k*k + 1
+    for task in prange((total + rows_per_task - 1) // rows_per_task):
+        first, last = task * rows_per_task, min(total, task * rows_per_task + rows_per_task)
+        rows = np.empty((k1, (last - first) * ow), dtype=x.dtype)
+        rows[k1 - 1] = 1  # the bias input
+        _offset_rows_task(x, k, stride, pad, oh, ow, first, last, rows)
+        np.dot(rows.T, w_ext_t, y[first * ow : last * ow])
+    return y
+
+
+@njit(parallel=True, **JIT)
+def _conv_backward_one_channel(x, grad_y, k, stride, pad, oh, ow, rows_per_task, sums):
+    total = x.shape[0] * oh
+    k1, f = sums.shape[1], sums.shape[2]
+    sums[:] = 0
+    for task in prange((total + rows_per_task - 1) // rows_per_task):
+        first, last = task * rows_per_task, min(total, task * rows_per_task + rows_per_task)
+        rows = np.empty((k1, (last - first) * ow), dtype=x.dtype)
+        rows[k1 - 1] = 1
+        _offset_rows_task(x, k, stride, pad, oh, ow, first, last, rows)
+        part = np.empty((k1, f), dtype=x.dtype)
+        np.dot(rows, grad_y[first * ow : last * ow], part)  # [dW | db].T of these rows
+        sums[get_thread_id()] += part
+    return sums
+
+
 @njit(parallel=True, **JIT)
 def _conv_backward(x, grad_y, w_mat, k, stride, pad, oh, ow, step, sums, grad_x):
     n = x.shape[0]
@@ -198,7 +252,8 @@ def im2col_conv2d_forward(
     pin_numba_blas_to_one_thread()
     w_ext_t = np.ascontiguousarray(w_ext.T)
     x = np.ascontiguousarray(x)
-    run(_conv_forward, y.size * k1 // 16, x, w_ext_t, k, stride, pad, oh, ow, rows_per_task, y)
+    kernel = _conv_forward_one_channel if c == 1 else _conv_forward
+    run(kernel, y.size * k1 // 16, x, w_ext_t, k, stride, pad, oh, ow, rows_per_task, y)
     return y.reshape(n, oh, ow, f)
 
 
@@ -233,6 +288,15 @@ def im2col_conv2d_backward(
     n, h, w, c = x.shape
     f, k1 = w_ext.shape
     oh, ow = window_output_size(h, k, stride, pad), window_output_size(w, k, stride, pad)
+    if c == 1 and not input_grad:  # a first layer: the transposed columns, as in forward
+        rows_per_task = items_per_task(n * oh, ow * k1 * x.itemsize)
+        sums = np.empty((config.NUMBA_NUM_THREADS, k1, f), dtype=x.dtype)
+        grad_y = np.ascontiguousarray(grad_y).reshape(-1, f)
+        pin_numba_blas_to_one_thread()
+        x = np.ascontiguousarray(x)
+        args = (x, grad_y, k, stride, pad, oh, ow, rows_per_task, sums)
+        run(_conv_backward_one_channel, grad_y.size, *args)
+        return sums.sum(axis=0).T, None
     step = items_per_task(n, oh * ow * k1 * x.itemsize)
     sums = np.empty((config.NUMBA_NUM_THREADS, k1, f), dtype=x.dtype)  # [dW | db].T per thread
     grad_x = np.empty(x.shape if input_grad else (0, h, w, c), dtype=x.dtype)
