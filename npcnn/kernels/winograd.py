@@ -281,7 +281,10 @@ def conv3x3_backward(
         v, _ = transformed_input(x, pad, m)  # (a*a, tiles, C)
     # Z = A dY A^T of every output tile (zero where a tile overhangs the output)
     z = (ka.T @ _to_tiles(grad_y, m, tiles_h, tiles_w)).reshape(a * a, -1, f)  # (a*a, tiles, F)
-    grad_u = np.matmul(v.transpose(0, 2, 1), z)  # dU = V^T Z, (a*a, C, F)
+    if f > c:  # dU = V^T Z, (a*a, C, F); BLAS is quicker with the longer side as rows
+        grad_u = np.matmul(z.transpose(0, 2, 1), v).transpose(0, 2, 1)
+    else:
+        grad_u = np.matmul(v.transpose(0, 2, 1), z)
     grad_ext = np.empty((f, 9 * c + 1), dtype=x.dtype)
     grad_ext[:, :-1] = filter_gradient(grad_u, m)
     grad_ext[:, -1] = z[BIAS_POSITION[m]].sum(axis=0)  # the adjoint of forward's bias trick
