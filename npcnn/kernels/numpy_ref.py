@@ -312,7 +312,12 @@ def maxpool_backward(
 ) -> np.ndarray:
     """Route each output gradient to the one input that was the maximum of its window (NHWC)."""
     _, oh, ow, _ = grad_out.shape
-    grad_x = np.zeros(x_shape, dtype=grad_out.dtype)
+    if stride == size:  # the windows tile the image: each of its pixels is written once below,
+        grad_x = np.empty(x_shape, dtype=grad_out.dtype)
+        grad_x[:, oh * size :] = 0  # except the rows and columns no window reaches
+        grad_x[:, :, ow * size :] = 0
+    else:
+        grad_x = np.zeros(x_shape, dtype=grad_out.dtype)
     for k in range(size * size):
         slab = _window_slab(grad_x, k // size, k % size, stride, oh, ow)  # a view into grad_x
         if stride >= size:  # windows do not overlap: each input gets at most one gradient
