@@ -173,7 +173,11 @@ def _padded(x: np.ndarray, pad: int, rows: int, cols: int) -> np.ndarray:
     """``x`` ``(N, H, W, C)`` at offset ``(pad, pad)`` of a zero ``(N, rows, cols, C)`` image
     (``rows`` and ``cols`` cover every tile: the last tiles may reach past the padding)."""
     n, h, w, c = x.shape
-    padded = np.zeros((n, rows, cols, c), dtype=x.dtype)
+    padded = np.empty((n, rows, cols, c), dtype=x.dtype)
+    padded[:, :pad] = 0  # zeros round x only: the rest is x
+    padded[:, pad + h :] = 0
+    padded[:, pad : pad + h, :pad] = 0
+    padded[:, pad : pad + h, pad + w :] = 0
     padded[:, pad : pad + h, pad : pad + w] = x
     return padded
 
