@@ -341,7 +341,8 @@ def _column_sums(table: np.ndarray, other: np.ndarray | None = None) -> np.ndarr
     """``sum(table, axis=0)``, or ``sum(table * other, axis=0)``, without a temporary array.
 
     ``np.einsum`` adds the rows in one pass, several times faster than ``table.sum(axis=0)`` on a
-    tall table of few columns (measured: 0.5 against 1.7 ms for 73,728 x 32), same float32 sums.
+    tall table of few columns (measured: 0.5 against 1.7 ms for 73,728 x 32); both add the rows
+    one after another in the table's dtype.
     """
     if other is None:
         return np.einsum("ij->j", table)
