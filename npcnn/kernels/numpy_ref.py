@@ -186,12 +186,12 @@ def im2col_conv2d_forward(
     """``conv2d_forward`` by im2col + GEMM, a few images at a time, so that their column matrix
     stays in the CPU cache instead of going through memory (for a one-channel input, the column
     matrix transposed: ``offset_rows``)."""
-    n, h, w, _ = x.shape
+    n, h, w, c = x.shape
     oh, ow = window_output_size(h, k, stride, pad), window_output_size(w, k, stride, pad)
     f, k1 = w_ext.shape
     y = np.empty((n, oh * ow, f), dtype=x.dtype)
     chunks = _chunks(n, oh * ow * k1 * x.itemsize)
-    if x.shape[3] == 1:  # one channel (a first layer): the transposed column matrix
+    if c == 1:  # one channel (a first layer): the transposed column matrix
         for images in chunks:
             rows = offset_rows(x[images], k, stride, pad)  # (k*k + 1, rows of this chunk)
             np.matmul(rows.T, w_ext.T, out=y[images].reshape(-1, f))
@@ -247,7 +247,7 @@ def im2col_conv2d_backward(
     grad_ext = np.zeros((f, k1), dtype=x.dtype)
     grad_x = np.empty_like(x) if input_grad else None
     chunks = _chunks(n, per_image * k1 * x.itemsize)
-    cols = _column_buffer(chunks, per_image, k1, x.dtype) if c > 1 else None
+    cols = _column_buffer(chunks, per_image, k1, x.dtype) if c != 1 else None
     for images in chunks:
         g = grad_y[images].reshape(-1, f)  # (rows of this chunk, F)
         if cols is None:  # one channel: the transposed column matrix, as in the forward pass

@@ -288,22 +288,18 @@ def im2col_conv2d_backward(
     n, h, w, c = x.shape
     f, k1 = w_ext.shape
     oh, ow = window_output_size(h, k, stride, pad), window_output_size(w, k, stride, pad)
+    sums = np.empty((config.NUMBA_NUM_THREADS, k1, f), dtype=x.dtype)  # [dW | db].T per thread
+    grad_y = np.ascontiguousarray(grad_y).reshape(-1, f)
+    pin_numba_blas_to_one_thread()
+    x = np.ascontiguousarray(x)
     if c == 1 and not input_grad:  # a first layer: the transposed columns, as in forward
         rows_per_task = items_per_task(n * oh, ow * k1 * x.itemsize)
-        sums = np.empty((config.NUMBA_NUM_THREADS, k1, f), dtype=x.dtype)
-        grad_y = np.ascontiguousarray(grad_y).reshape(-1, f)
-        pin_numba_blas_to_one_thread()
-        x = np.ascontiguousarray(x)
         args = (x, grad_y, k, stride, pad, oh, ow, rows_per_task, sums)
         run(_conv_backward_one_channel, grad_y.size, *args)
         return sums.sum(axis=0).T, None
     step = items_per_task(n, oh * ow * k1 * x.itemsize)
-    sums = np.empty((config.NUMBA_NUM_THREADS, k1, f), dtype=x.dtype)  # [dW | db].T per thread
     grad_x = np.empty(x.shape if input_grad else (0, h, w, c), dtype=x.dtype)
     w_mat = np.ascontiguousarray(w_ext[:, :-1])
-    grad_y = np.ascontiguousarray(grad_y).reshape(-1, f)
-    pin_numba_blas_to_one_thread()
-    x = np.ascontiguousarray(x)
     work = grad_y.size + grad_x.size
     run(_conv_backward, work, x, grad_y, w_mat, k, stride, pad, oh, ow, step, sums, grad_x)
     return sums.sum(axis=0).T, (grad_x if input_grad else None)
