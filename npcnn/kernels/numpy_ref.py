@@ -7,7 +7,8 @@ pieces ``im2col`` is built from, not kernels.
 
 Nothing here loops in Python over pixels: the only Python loops run over the few offsets inside a
 kernel or pooling window (9 for a 3x3 kernel), and over chunks of a few images in the convolution
-(so that each chunk's column matrix fits in the CPU cache).
+and the pooling (so that each chunk's column matrix, or the images a pooling pass reads again,
+stay in the CPU cache; ``winograd.py`` steps through the batch the same way).
 
 Layout: the kernels work on **channels-last** images, ``(N, H, W, C)`` ("NHWC"), C-contiguous.
 The layers show them to the user as ``(N, C, H, W)`` views (``x.transpose(0, 3, 1, 2)``, no copy).
@@ -133,11 +134,12 @@ def offset_rows(x: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
 
 
 CHUNK_BYTES = 4 << 20  # column matrix per step: a few MiB stay in the CPU cache
+POOL_CHUNK_BYTES = 512 << 10  # pooling's input per step: its several passes stay in the cache
 
 
-def _chunks(n: int, bytes_per_image: int) -> list[slice]:
-    """Consecutive slices of a batch of ``n`` images, about ``CHUNK_BYTES`` of columns each."""
-    step = max(1, CHUNK_BYTES // max(bytes_per_image, 1))
+def _chunks(n: int, bytes_per_image: int, budget: int = CHUNK_BYTES) -> list[slice]:
+    """Consecutive slices of a batch of ``n`` images, about ``budget`` bytes each."""
+    step = max(1, budget // max(bytes_per_image, 1))
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
@@ -284,22 +286,27 @@ def maxpool_forward(x: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, 
 
     Returns the pooled output ``(N, OH, OW, C)`` and, for the backward pass, the position of the
     maximum inside its window as a flat index ``i * size + j`` (uint8, first maximum on ties).
-    We visit the ``size * size`` offsets of the window in turn, keeping the best value so far.
+    We visit the ``size * size`` offsets of the window in turn, keeping the best value so far,
+    a few images at a time (``POOL_CHUNK_BYTES``): the passes after the first then find those
+    images in the CPU cache instead of reading them from memory again.
     """
     n, h, w, c = x.shape
     oh, ow = window_output_size(h, size, stride), window_output_size(w, size, stride)
-    out = _window_slab(x, 0, 0, stride, oh, ow).copy()
+    out = np.empty((n, oh, ow, c), dtype=x.dtype)
     argmax = np.zeros(out.shape, dtype=np.uint8)
     step = np.empty_like(argmax)
-    for k in range(1, size * size):
-        candidate = _window_slab(x, k // size, k % size, stride, oh, ow)
-        better = candidate > out  # strictly: the first maximum wins ties
-        np.maximum(out, candidate, out=out)
-        # argmax <- k where better: argmax + better * (k - argmax), exact in uint8 arithmetic
-        # (and several times faster than np.where or a masked copy)
-        np.subtract(np.uint8(k), argmax, out=step)
-        step *= better
-        argmax += step
+    for images in _chunks(n, x[0].nbytes, POOL_CHUNK_BYTES):
+        best, where, change = out[images], argmax[images], step[images]  # views to fill
+        np.copyto(best, _window_slab(x[images], 0, 0, stride, oh, ow))
+        for k in range(1, size * size):
+            candidate = _window_slab(x[images], k // size, k % size, stride, oh, ow)
+            better = candidate > best  # strictly: the first maximum wins ties
+            np.maximum(best, candidate, out=best)
+            # where <- k where better: where + better * (k - where), exact in uint8 arithmetic
+            # (and several times faster than np.where or a masked copy)
+            np.subtract(np.uint8(k), where, out=change)
+            change *= better
+            where += change
     return out, argmax
 
 
@@ -310,7 +317,8 @@ def maxpool_backward(
     size: int,
     stride: int,
 ) -> np.ndarray:
-    """Route each output gradient to the one input that was the maximum of its window (NHWC)."""
+    """Route each output gradient to the one input that was the maximum of its window (NHWC),
+    a few images at a time like ``maxpool_forward``."""
     _, oh, ow, _ = grad_out.shape
     if stride == size:  # the windows tile the image: each of its pixels is written once below,
         grad_x = np.empty(x_shape, dtype=grad_out.dtype)
@@ -318,12 +326,13 @@ def maxpool_backward(
         grad_x[:, :, ow * size :] = 0
     else:
         grad_x = np.zeros(x_shape, dtype=grad_out.dtype)
-    for k in range(size * size):
-        slab = _window_slab(grad_x, k // size, k % size, stride, oh, ow)  # a view into grad_x
-        if stride >= size:  # windows do not overlap: each input gets at most one gradient
-            np.multiply(grad_out, argmax == k, out=slab)
-        else:
-            slab += grad_out * (argmax == k)
+    for images in _chunks(x_shape[0], grad_x[0].nbytes, POOL_CHUNK_BYTES):
+        for k in range(size * size):
+            slab = _window_slab(grad_x[images], k // size, k % size, stride, oh, ow)  # a view
+            if stride >= size:  # windows do not overlap: each input gets at most one gradient
+                np.multiply(grad_out[images], argmax[images] == k, out=slab)
+            else:
+                slab += grad_out[images] * (argmax[images] == k)
     return grad_x
 
 

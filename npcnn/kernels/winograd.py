@@ -105,6 +105,10 @@ BIAS_POSITION = {m: (m + 2) + 1 for m in MATRICES}
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_IMAGES = 32
 WINOGRAD_TILE = 4
+# The NumPy version works on the batch a few images at a time, about this many tiles per step, so
+# that each step's transformed tiles stay in the CPU cache while the next operations read them
+# (measured, ``benchmarks/README.md``: lenet-plus's 28x28 32-channel layer, 16 images a step).
+CHUNK_TILES = 600
 
 
 def use_winograd(n: int, c: int, f: int, k: int, stride: int) -> bool:
@@ -194,11 +198,16 @@ def transformed_input(x: np.ndarray, pad: int, m: int) -> tuple[np.ndarray, tupl
     return v.reshape(a * a, -1, c), (n, tiles_h, tiles_w)
 
 
-def _from_tiles(tiles: np.ndarray) -> np.ndarray:
+def _from_tiles(tiles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Output tiles ``(m, m, N, TH, TW, F)`` put together into ``(N, TH*m, TW*m, F)``: tile
-    ``(t, s)``'s pixel ``(p, q)`` is pixel ``(t*m + p, s*m + q)`` (one transposing copy)."""
+    ``(t, s)``'s pixel ``(p, q)`` is pixel ``(t*m + p, s*m + q)`` (one transposing copy, into
+    ``out`` when given: a C-contiguous array of that shape)."""
     m, _, n, tiles_h, tiles_w, f = tiles.shape
-    return tiles.transpose(2, 3, 0, 4, 1, 5).reshape(n, tiles_h * m, tiles_w * m, f)
+    if out is None:
+        out = np.empty((n, tiles_h * m, tiles_w * m, f), dtype=tiles.dtype)
+    blocks = out.reshape(n, tiles_h, m, tiles_w, m, f)  # a view of out
+    blocks[...] = tiles.transpose(2, 3, 0, 4, 1, 5)
+    return out
 
 
 def _to_tiles(image: np.ndarray, m: int, tiles_h: int, tiles_w: int) -> np.ndarray:
@@ -235,32 +244,51 @@ def _sum_overlapping_tiles(grad_d: np.ndarray, m: int) -> np.ndarray:
     return image
 
 
+def image_chunks(n: int, tiles_per_image: int) -> list[slice]:
+    """The NumPy version's steps: ``n`` images in consecutive slices of about ``CHUNK_TILES``
+    tiles each, as even as possible (one slice when the whole batch is about that size or less).
+    """
+    parts = min(n, max(1, round(n * tiles_per_image / CHUNK_TILES)))
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def conv3x3_forward(
     x: np.ndarray,
     w_ext: np.ndarray,
     pad: int,
     m: int = 4,
-    saved: dict[str, np.ndarray] | None = None,
+    saved: dict[str, list[np.ndarray]] | None = None,
 ) -> np.ndarray:
     """A 3x3, stride-1 convolution by F(m x m, 3x3): the same result as
-    ``numpy_ref.conv2d_forward(x, w_ext, 3, 1, pad)``, ``(N, OH, OW, F)``.  With ``saved``, the
-    transformed input ``V`` is kept there for ``conv3x3_backward``."""
+    ``numpy_ref.conv2d_forward(x, w_ext, 3, 1, pad)``, ``(N, OH, OW, F)``, a few images at a
+    time (``image_chunks``).  With ``saved``, the transformed input ``V`` of each chunk is kept
+    there (``saved["winograd_input"]``, a list) for ``conv3x3_backward``."""
     n, h, w, _ = x.shape
     oh, ow = window_output_size(h, 3, 1, pad), window_output_size(w, 3, 1, pad)
+    tiles_h, tiles_w = tile_grid(oh, ow, m)
     f = w_ext.shape[0]
-    v, (n, tiles_h, tiles_w) = transformed_input(x, pad, m)  # (a*a, tiles, C)
-    if saved is not None:
-        saved["winograd_input"] = v
-    products = np.matmul(v, filter_transform(w_ext, m))  # (a*a, tiles, F): one GEMM per ξ
-    # The bias: A^T's column 1 is all ones (for m = 2 and 4), so a value b added to M at
-    # ξ = (1, 1) adds b to every pixel of Y = A^T M A - one add on 1/(a*a) of the products.
-    products[BIAS_POSITION[m]] += w_ext[:, -1]
+    u = filter_transform(w_ext, m)  # (a*a, C, F)
     _, _, ka = kronecker_matrices(m, x.dtype)
-    y_tiles = ka @ products.reshape((m + 2) ** 2, -1)  # (m*m, tiles*F): Y = A^T M A of every tile
-    y = _from_tiles(y_tiles.reshape(m, m, n, tiles_h, tiles_w, f))
-    if (oh, ow) == y.shape[1:3]:
-        return y
-    return np.ascontiguousarray(y[:, :oh, :ow])  # the last tiles overhang the output: cut
+    y = np.empty((n, oh, ow, f), dtype=x.dtype)
+    kept: list[np.ndarray] = []
+    for images in image_chunks(n, tiles_h * tiles_w):
+        v, _ = transformed_input(x[images], pad, m)  # (a*a, tiles, C)
+        kept.append(v)
+        products = np.matmul(v, u)  # (a*a, tiles, F): one GEMM per ξ
+        # The bias: A^T's column 1 is all ones (for m = 2 and 4), so a value b added to M at
+        # ξ = (1, 1) adds b to every pixel of Y = A^T M A - one add on 1/(a*a) of the products.
+        products[BIAS_POSITION[m]] += w_ext[:, -1]
+        y_tiles = ka @ products.reshape((m + 2) ** 2, -1)  # (m*m, tiles*F): Y = A^T M A
+        count = images.stop - images.start
+        tiles = y_tiles.reshape(m, m, count, tiles_h, tiles_w, f)
+        if (oh, ow) == (tiles_h * m, tiles_w * m):
+            _from_tiles(tiles, out=y[images])
+        else:  # the last tiles overhang the output: cut
+            y[images] = _from_tiles(tiles)[:, :oh, :ow]
+    if saved is not None:
+        saved["winograd_input"] = kept
+    return y
 
 
 def conv3x3_backward(
@@ -270,32 +298,39 @@ def conv3x3_backward(
     pad: int,
     m: int = 4,
     input_grad: bool = True,
-    saved: dict[str, np.ndarray] | None = None,
+    saved: dict[str, list[np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``([dW_mat | db], dx or None)`` of ``conv3x3_forward``, as ``numpy_ref.conv2d_backward``;
-    the transformed input comes from ``saved`` when the forward pass kept it there."""
+    """``([dW_mat | db], dx or None)`` of ``conv3x3_forward``, as ``numpy_ref.conv2d_backward``,
+    chunk by chunk like the forward pass; the transformed input comes from ``saved`` when the
+    forward pass kept it there.  The filter and bias gradients are sums over the chunks."""
     n, h, w, c = x.shape
     f = grad_y.shape[3]
     kb, _, ka = kronecker_matrices(m, x.dtype)
     a = m + 2
     oh, ow = window_output_size(h, 3, 1, pad), window_output_size(w, 3, 1, pad)
     tiles_h, tiles_w = tile_grid(oh, ow, m)
-    v = saved.get("winograd_input") if saved else None
-    if v is None:
-        v, _ = transformed_input(x, pad, m)  # (a*a, tiles, C)
-    # Z = A dY A^T of every output tile (zero where a tile overhangs the output)
-    z = (ka.T @ _to_tiles(grad_y, m, tiles_h, tiles_w)).reshape(a * a, -1, f)  # (a*a, tiles, F)
-    if f > c:  # dU = V^T Z, (a*a, C, F); BLAS is quicker with the longer side as rows
-        grad_u = np.matmul(z.transpose(0, 2, 1), v).transpose(0, 2, 1)
-    else:
-        grad_u = np.matmul(v.transpose(0, 2, 1), z)
+    kept = saved.get("winograd_input") if saved else None
+    u = filter_transform(w_ext, m) if input_grad else None
+    grad_u = np.zeros((a * a, c, f), dtype=x.dtype)
+    grad_b = np.zeros(f, dtype=x.dtype)
+    grad_x = np.empty_like(x) if input_grad else None
+    for index, images in enumerate(image_chunks(n, tiles_h * tiles_w)):
+        v = kept[index] if kept else transformed_input(x[images], pad, m)[0]  # (a*a, tiles, C)
+        # Z = A dY A^T of every output tile (zero where a tile overhangs the output)
+        tiles_dy = _to_tiles(grad_y[images], m, tiles_h, tiles_w)
+        z = (ka.T @ tiles_dy).reshape(a * a, -1, f)  # (a*a, tiles, F)
+        if f > c:  # dU = V^T Z, (a*a, C, F); BLAS is quicker with the longer side as rows
+            grad_u += np.matmul(z.transpose(0, 2, 1), v).transpose(0, 2, 1)
+        else:
+            grad_u += np.matmul(v.transpose(0, 2, 1), z)
+        grad_b += z[BIAS_POSITION[m]].sum(axis=0)  # the adjoint of forward's bias trick
+        if input_grad:
+            grad_v = np.matmul(z, u.transpose(0, 2, 1))  # dV = Z U^T, (a*a, tiles, C)
+            grad_d = kb.T @ grad_v.reshape(a * a, -1)  # dd = B dV B^T, (a*a, tiles*C)
+            count = images.stop - images.start
+            padded = _sum_overlapping_tiles(grad_d.reshape(a, a, count, tiles_h, tiles_w, c), m)
+            grad_x[images] = padded[:, pad : pad + h, pad : pad + w]
     grad_ext = np.empty((f, 9 * c + 1), dtype=x.dtype)
     grad_ext[:, :-1] = filter_gradient(grad_u, m)
-    grad_ext[:, -1] = z[BIAS_POSITION[m]].sum(axis=0)  # the adjoint of forward's bias trick
-    if not input_grad:
-        return grad_ext, None
-    u = filter_transform(w_ext, m)
-    grad_v = np.matmul(z, u.transpose(0, 2, 1))  # dV = Z U^T, (a*a, tiles, C)
-    grad_d = kb.T @ grad_v.reshape(a * a, -1)  # dd = B dV B^T, (a*a, tiles*C)
-    padded = _sum_overlapping_tiles(grad_d.reshape(a, a, n, tiles_h, tiles_w, c), m)
-    return grad_ext, np.ascontiguousarray(padded[:, pad : pad + h, pad : pad + w])
+    grad_ext[:, -1] = grad_b
+    return grad_ext, grad_x

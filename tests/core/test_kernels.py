@@ -162,6 +162,27 @@ def test_numba_maxpool_equals_numpy(problem, strided, dtype):
     )
 
 
+@given(pool_problems(), st.integers(1, 2048), st.integers(0, 2**32 - 1))
+def test_numpy_maxpool_in_chunks_of_images_equals_one_chunk(problem, budget, seed):
+    """The NumPy pooling steps through the batch a few images at a time (``POOL_CHUNK_BYTES``):
+    the same output, window index and gradient as in one step."""
+    x, size, stride = problem
+    default = numpy_ref.POOL_CHUNK_BYTES
+    try:
+        numpy_ref.POOL_CHUNK_BYTES = 1 << 40  # one step
+        out, argmax = numpy_ref.maxpool_forward(x, size, stride)
+        grad = np.random.default_rng(seed).standard_normal(out.shape)
+        grad_x = numpy_ref.maxpool_backward(grad, argmax, x.shape, size, stride)
+        numpy_ref.POOL_CHUNK_BYTES = budget  # often one image a step
+        out_c, argmax_c = numpy_ref.maxpool_forward(x, size, stride)
+        grad_x_c = numpy_ref.maxpool_backward(grad, argmax, x.shape, size, stride)
+    finally:
+        numpy_ref.POOL_CHUNK_BYTES = default
+    np.testing.assert_array_equal(out_c, out)
+    np.testing.assert_array_equal(argmax_c, argmax)
+    np.testing.assert_array_equal(grad_x_c, grad_x)
+
+
 def test_maxpool_ties_pick_the_first_maximum(backend):
     x = np.ones((1, 2, 2, 1))
     _, argmax = kernels.maxpool_forward(x, 2, 2)

@@ -205,18 +205,53 @@ def test_backward_reuses_the_transformed_input_kept_by_forward():
     x = rng.standard_normal((2, 9, 9, 3))
     w_ext = rng.standard_normal((4, 9 * 3 + 1))
     grad_y = rng.standard_normal((2, 9, 9, 4))
-    saved: dict[str, np.ndarray] = {}
+    saved: dict[str, list[np.ndarray]] = {}
     y = winograd.conv3x3_forward(x, w_ext, 1, 4, saved)
     np.testing.assert_array_equal(y, winograd.conv3x3_forward(x, w_ext, 1, 4))
     v, _ = winograd.transformed_input(x, 1, 4)
-    np.testing.assert_array_equal(saved["winograd_input"], v)
+    np.testing.assert_array_equal(np.concatenate(saved["winograd_input"], axis=1), v)
     kept = winograd.conv3x3_backward(x, grad_y, w_ext, 1, 4, True, saved)
     fresh = winograd.conv3x3_backward(x, grad_y, w_ext, 1, 4, True)
     for a, b in zip(kept, fresh, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    saved["winograd_input"] = 2 * v
+    saved["winograd_input"] = [2 * part for part in saved["winograd_input"]]
     doubled, _ = winograd.conv3x3_backward(x, grad_y, w_ext, 1, 4, True, saved)
     np.testing.assert_allclose(doubled[:, :-1], 2 * fresh[0][:, :-1])
+
+
+@given(conv3x3_problems(), st.integers(1, 30), st.booleans())
+def test_chunks_of_images_give_the_result_of_one_chunk(problem, chunk_tiles, keep):
+    """The NumPy version steps through the batch a few images at a time (``image_chunks``):
+    outputs and gradients equal those of the whole batch in one step (float64), with or without
+    the transformed input kept between the passes."""
+    x, w_ext, grad_y, pad = problem
+    default = winograd.CHUNK_TILES
+    try:
+        winograd.CHUNK_TILES = 10**9  # one step
+        whole = (
+            winograd.conv3x3_forward(x, w_ext, pad),
+            *winograd.conv3x3_backward(x, grad_y, w_ext, pad),
+        )
+        winograd.CHUNK_TILES = chunk_tiles  # often one image a step
+        saved: dict[str, list[np.ndarray]] | None = {} if keep else None
+        y = winograd.conv3x3_forward(x, w_ext, pad, 4, saved)
+        chunked = y, *winograd.conv3x3_backward(x, grad_y, w_ext, pad, 4, True, saved)
+    finally:
+        winograd.CHUNK_TILES = default
+    for a, b in zip(chunked, whole, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_image_chunks_cover_the_batch_in_order_and_evenly():
+    for n in (1, 2, 3, 17, 128):
+        for tiles_per_image in (1, 4, 9, 16, 49):
+            chunks = winograd.image_chunks(n, tiles_per_image)
+            assert chunks[0].start == 0 and chunks[-1].stop == n
+            assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:], strict=False))
+            sizes = [c.stop - c.start for c in chunks]
+            assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+            expected = round(n * tiles_per_image / winograd.CHUNK_TILES)
+            assert len(chunks) == min(n, max(1, expected))
 
 
 def test_conv_layer_keeps_the_transformed_input_only_when_training(backend):
