@@ -51,7 +51,7 @@ from npcnn.optimizers import SCHEDULES, Adam, schedule_named
 from npcnn.training import score_logits
 
 DEFAULTS: dict[str, Any] = {
-    "arch": "shipped",
+    "arch": "wide",
     "epochs": 22,
     "batch_size": 128,
     "lr": 3e-3,
