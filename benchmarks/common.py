@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-ARCHES = ("keras-small", "lenet-plus", "shipped")
+ARCHES = ("keras-small", "lenet-plus", "shipped", "wide")  # wide: the shipped model since v3
 
 
 def forward_flops(model: Any, batch: int) -> int:
