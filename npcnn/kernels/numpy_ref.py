@@ -160,7 +160,7 @@ def conv2d_forward(
     k: int,
     stride: int,
     pad: int,
-    saved: dict[str, np.ndarray] | None = None,
+    saved: dict[str, list[np.ndarray]] | None = None,
 ) -> np.ndarray:
     """A convolution of an ``(N, H, W, C)`` image as ``[cols | 1] @ w_ext.T``: ``(N, OH, OW, F)``.
 
@@ -213,7 +213,7 @@ def conv2d_backward(
     stride: int,
     pad: int,
     input_grad: bool = True,
-    saved: dict[str, np.ndarray] | None = None,
+    saved: dict[str, list[np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The gradients of ``conv2d_forward`` from ``grad_y`` ``(N, OH, OW, F)``::
 

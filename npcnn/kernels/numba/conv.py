@@ -225,7 +225,7 @@ def conv2d_forward(
     k: int,
     stride: int,
     pad: int,
-    saved: dict[str, np.ndarray] | None = None,
+    saved: dict[str, list[np.ndarray]] | None = None,
 ) -> np.ndarray:
     """``[im2col(x) | 1] @ w_ext.T`` as an ``(N, OH, OW, F)`` image (see ``numpy_ref``): by
     Winograd's algorithm where that is faster (``use_winograd``), otherwise by im2col + GEMM.
@@ -265,7 +265,7 @@ def conv2d_backward(
     stride: int,
     pad: int,
     input_grad: bool = True,
-    saved: dict[str, np.ndarray] | None = None,
+    saved: dict[str, list[np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``([dW_mat | db], dx or None)`` of ``conv2d_forward`` (see ``numpy_ref``), by the same
     algorithm as the forward pass (``saved`` is not used here)."""
