@@ -296,17 +296,17 @@ def maxpool_forward(x: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, 
     argmax = np.zeros(out.shape, dtype=np.uint8)
     step = np.empty_like(argmax)
     for images in _chunks(n, x[0].nbytes, POOL_CHUNK_BYTES):
-        best, where, change = out[images], argmax[images], step[images]  # views to fill
+        best, position, change = out[images], argmax[images], step[images]  # views to fill
         np.copyto(best, _window_slab(x[images], 0, 0, stride, oh, ow))
         for k in range(1, size * size):
             candidate = _window_slab(x[images], k // size, k % size, stride, oh, ow)
             better = candidate > best  # strictly: the first maximum wins ties
             np.maximum(best, candidate, out=best)
-            # where <- k where better: where + better * (k - where), exact in uint8 arithmetic
-            # (and several times faster than np.where or a masked copy)
-            np.subtract(np.uint8(k), where, out=change)
+            # position <- k where better: position + better * (k - position), exact in uint8
+            # arithmetic (and several times faster than np.where or a masked copy)
+            np.subtract(np.uint8(k), position, out=change)
             change *= better
-            where += change
+            position += change
     return out, argmax
 
 
