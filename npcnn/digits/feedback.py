@@ -408,10 +408,10 @@ class FeedbackStore:
     def _sqlite_locked(self, error: BaseException) -> bool:
         """Whether ``error`` is SQLite's "database is locked" outside its busy handler.
 
-        SQLite can answer "busy" at once instead of waiting its time-out: we saw it about once in
-        150 starts of 8 stores at once on a new database file, on a loaded machine (the race test
-        in ``tests/digits/test_feedback.py``), without learning which statement it was.  Creating
-        the schema is one idempotent transaction, so ``ensure_schema`` simply runs it again.
+        SQLite can answer "busy" at once instead of waiting its time-out: we saw it once in 450
+        starts of 8 stores at once on a new database file, on a loaded machine (the race test in
+        ``tests/digits/test_feedback.py``), without learning which statement it was.  Creating the
+        schema is one idempotent transaction, so ``ensure_schema`` simply runs it again.
         """
         return self.dialect == "sqlite" and "database is locked" in str(error)
 
