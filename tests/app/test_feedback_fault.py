@@ -154,8 +154,8 @@ def run_fault(weights: Path, db_url: str, tmp_path: Path) -> dict[str, int]:
                 sent[key] = label
             try:
                 status, body = post_correction(port, keyed_png(pictures[number], key), label)
-            except OSError:
-                return  # the server is gone
+            except (OSError, http.client.HTTPException):
+                return  # the server is gone (killed mid-answer: IncompleteRead), unacknowledged
             if status == 201:
                 with lock:
                     acknowledged[key] = body["id"]
