@@ -3,9 +3,12 @@
 Every picture of ``npcnn.digits.number_set`` goes through ``Recogniser.read_number`` as PNG bytes,
 exactly as ``/api/predict_number`` reads an upload, once per method:
 
-- ``old``: the ink-only segmentation (``preprocess.segment_digits``: cuts decided from the ink
+- ``ink``: the ink-only segmentation (``preprocess.segment_digits``: cuts decided from the ink
   alone, before the network has a say);
-- ``new``: recognition-driven segmentation (``npcnn.digits.numbers``).
+- ``segmentation``: recognition-driven segmentation (``npcnn.digits.numbers``);
+- ``windows``: the number reader's sliding window (``npcnn.digits.number_windows``);
+- ``auto``: what the app does - the windows' reading, checked against segmentation's when it
+  is unsure (``Recogniser.segment_number``).
 
 Printed per method, overall and per category: exact-number accuracy (the whole string right),
 digit-count accuracy (as many digits as written) and per-digit accuracy (the digits of the best
@@ -41,7 +44,7 @@ from npcnn.digits.preprocess import to_mnist
 from npcnn.digits.recogniser import Recogniser, open_picture
 
 HERE = Path(__file__).resolve().parent
-METHODS = {"old": "ink", "new": "recognition"}
+METHODS = ("ink", "segmentation", "windows", "auto")
 
 
 def common_digits(found: str, truth: str) -> int:
@@ -113,7 +116,7 @@ def single_digit_check(recogniser: Recogniser, kind: str, count: int, seed: int)
 
 
 def print_table(results: dict[str, dict]) -> None:
-    """One row per category, old and new side by side."""
+    """One row per category, the methods side by side."""
     methods = list(results)
     header = f"{'category':<12} {'n':>5} " + " ".join(
         f"{m + ' exact':>10} {m + ' count':>10} {m + ' digit':>10}" for m in methods
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", choices=sorted(SETS), default="dev", dest="kind")
     parser.add_argument("--count", type=int, default=300, help="number pictures (default 300)")
     parser.add_argument("--seed", type=int, default=None, help="default: the set's own seed")
-    parser.add_argument("--method", choices=[*METHODS, "both"], default="both")
+    parser.add_argument("--method", choices=[*METHODS, "all"], default="all")
     parser.add_argument("--single", type=int, default=500, help="single-digit pictures (0: skip)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args(argv)
@@ -153,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(pictures)} {args.kind} numbers (seed {args.seed if args.seed is not None else 'default'}),"
         f" model {args.weights} ({outputs} outputs, version {recogniser.version})"
     )
-    methods = list(METHODS) if args.method == "both" else [args.method]
-    results = {m: score_numbers(recogniser, pictures, METHODS[m]) for m in methods}
+    methods = list(METHODS) if args.method == "all" else [args.method]
+    if recogniser.number_reader is None:
+        methods = [m for m in methods if m not in ("windows", "auto")]
+    results = {m: score_numbers(recogniser, pictures, m) for m in methods}
     print_table(results)
     report: dict = {"numbers": results}
     if args.single:

@@ -13,6 +13,16 @@ reading is timed on its own, on the same pictures:
     network     ONE ``model.predict`` of all candidates
     search      the dynamic programming over the cuts, and the runner-up (``choose_reading``)
 
+and, with a number reader beside the model (``weights/number_reader.npz``), the window reading
+(``number_windows.read_number``), which the app tries first:
+
+    windows     the line scaled, and every window cut and framed
+    reader      ONE ``number_reader.predict`` of all windows
+    runs        the digits found in the runs of windows, their boxes and framed images
+
+``segmented`` is the share of pictures whose window reading was unsure (confidence under
+``WINDOW_TRUST``), for which the app also runs the segmentation above.
+
     python benchmarks/bench_numbers.py [--weights PATH] [--pictures 20] [--repeats 5] [--json]
 """
 
@@ -28,10 +38,10 @@ from common import ROOT, machine, report
 from PIL import Image
 
 import npcnn
-from npcnn.digits import numbers
+from npcnn.digits import number_windows, numbers
 from npcnn.digits.number_set import digit_sources, scaled_digit
 from npcnn.digits.preprocess import find_ink
-from npcnn.digits.recogniser import open_picture
+from npcnn.digits.recogniser import WINDOW_TRUST, open_picture
 
 
 def six_digit_pictures(count: int, seed: int = 0) -> list[tuple[bytes, str]]:
@@ -98,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     stages: dict[str, list[float]] = {
         k: [] for k in ("decode", "ink", "atoms", "framing", "network", "search")
     }
-    candidates_per_picture = []
+    reader = recogniser.number_reader
+    if reader is not None:
+        stages |= {"windows": [], "reader": [], "runs": []}
+    candidates_per_picture, windows_per_picture, unsure = [], [], 0
     for _ in range(args.repeats):
         for data, _ in pictures:
             t0 = time.perf_counter()
@@ -117,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("atoms", "framing", "search"):
                 stages[name].append(1000.0 * reading.timings[name])
             candidates_per_picture.append(len(candidates.spans))
+            if reader is not None:
+                by_windows = number_windows.read_number(ink, reader.predict)
+                stages["windows"].append(1000.0 * by_windows.timings["windows"])
+                stages["reader"].append(1000.0 * by_windows.timings["network"])
+                stages["runs"].append(1000.0 * by_windows.timings["search"])
+                windows_per_picture.append(by_windows.timings["window_count"])
+                unsure += by_windows.confidence < WINDOW_TRUST
     result = {
         "pictures": f"{len(pictures)} x 1000x300, 6 digits",
         "requests": len(wall),
@@ -125,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         "exact_numbers": f"{right}/{len(wall)}",
         **{f"{k}_ms_p50": round(statistics.median(v), 2) for k, v in stages.items()},
         "candidates_p50": statistics.median(candidates_per_picture),
+        **(
+            {
+                "windows_p50": statistics.median(windows_per_picture),
+                "segmented": f"{unsure}/{len(windows_per_picture)}",
+            }
+            if reader is not None
+            else {}
+        ),
         "backend": npcnn.get_backend(),
         "weights": args.weights,
         "cpu_count": machine().get("cpu_count"),

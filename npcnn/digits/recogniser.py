@@ -53,7 +53,7 @@ import numpy as np
 from PIL import Image
 
 import npcnn
-from npcnn.digits import analysis, numbers
+from npcnn.digits import analysis, number_windows, numbers
 from npcnn.digits.errors import ImageError, NoInkError
 from npcnn.digits.numbers import MAX_DIGITS, TooManyMarksError
 from npcnn.digits.preprocess import (
@@ -65,6 +65,10 @@ from npcnn.digits.preprocess import (
 )
 from npcnn.errors import ConfigError, ModelFileError, NpcnnError
 
+NUMBER_READER_FILE = "number_reader.npz"  # the window reader's weights, beside the model's
+# "auto" number reading: the windows' reading is kept without a second look when its confidence
+# is at least this (tuned on the development number set: python evaluate_numbers.py --set dev)
+WINDOW_TRUST = 0.7
 LOW_CONFIDENCE = 0.6  # below this top probability the page says "not sure"
 VERSION_DIGITS = 12  # hex digits of the weights' sha256 that name a model version
 NOT_A_DIGIT = 10  # class 10 of an 11-output model: "that is not a digit" (npcnn.digits.synth)
@@ -190,8 +194,14 @@ class Recogniser:
         version: str | None = None,
         weights_file: str | None = None,
         observe: StageObserver | None = None,
+        number_reader: npcnn.Sequential | None = None,
+        number_reader_version: str | None = None,
     ) -> None:
         self.model = model
+        self.number_reader = number_reader
+        self.number_reader_version = number_reader_version or (
+            None if number_reader is None else parameters_version(number_reader)
+        )
         self.explain_model = copy.deepcopy(model)
         self.explain_lock = threading.Lock()
         self.observe = observe
@@ -209,13 +219,18 @@ class Recogniser:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **options: Any) -> Recogniser:
         """The recogniser of the model saved at ``path``, its version taken from the file's
-        bytes.  A missing or bad file raises ``npcnn.errors.ModelFileError``."""
+        bytes, with the number reader saved beside it (``NUMBER_READER_FILE``) when there is
+        one.  A missing or bad file raises ``npcnn.errors.ModelFileError``."""
         path = Path(path)
         try:
             data = path.read_bytes()
         except OSError as error:
             raise ModelFileError(f"cannot read the model file {path}: {error}") from None
         model = npcnn.load(path)
+        reader_path = path.with_name(NUMBER_READER_FILE)
+        if "number_reader" not in options and reader_path.is_file():
+            options["number_reader"] = npcnn.load(reader_path)
+            options["number_reader_version"] = model_version(reader_path.read_bytes())
         return cls(model, version=model_version(data), weights_file=path.name, **options)
 
     @property
@@ -236,6 +251,8 @@ class Recogniser:
             if not (np.isfinite(probabilities).all() and abs(probabilities.sum() - 1.0) < 1e-3):
                 raise RuntimeError(f"the warm-up prediction is not probabilities: {probabilities}")
             self.explain(stroke)
+            if self.number_reader is not None:
+                self._predict_windows(np.stack([stroke, stroke])[:, None])
         finally:
             self._unobserved.active = False
         self.warmed_up = True
@@ -351,20 +368,44 @@ class Recogniser:
         with self._stage("model"):
             return self.model.predict(batch.astype(np.float32, copy=False))
 
-    def segment_number(self, data: bytes) -> numbers.NumberReading:
-        """A picture of a number -> its best reading (``numbers.read_number``): the ink and the
-        candidate digits are the ``preprocess`` stage, their one batch the ``model`` stage."""
+    def segment_number(self, data: bytes, method: str = "auto") -> numbers.NumberReading:
+        """A picture of a number -> its best reading.
+
+        ``"segmentation"``: the ink proposes cuts and the digit model scores the candidates
+        (``numbers``); ``"windows"``: the number reader reads a window sliding along the line
+        (``number_windows``); ``"auto"`` (with a number reader): the windows' reading when its
+        confidence is at least ``WINDOW_TRUST``, otherwise the more confident of the two.  The
+        ink, candidates and windows are the ``preprocess`` stage, the networks the ``model``
+        stage."""
+        if method == "auto":
+            method = "segmentation" if self.number_reader is None else "auto"
+        if method not in ("auto", "windows", "segmentation"):
+            raise ValueError(f"method must be auto, windows, segmentation or ink, got {method!r}")
+        if method != "segmentation" and self.number_reader is None:
+            raise ConfigError("reading by windows needs a number reader (train_number_reader.py)")
         with self._stage("preprocess"):
             ink = find_ink(open_picture(data))
+        if method != "segmentation":
+            by_windows = number_windows.read_number(ink, self._predict_windows)
+            if method == "windows" or by_windows.confidence >= WINDOW_TRUST:
+                return by_windows
+        with self._stage("preprocess"):
             candidates = numbers.number_candidates(ink)
-        probabilities = self._predict(candidates.images[:, None])
-        return numbers.choose_reading(candidates, probabilities)
+        by_segments = numbers.choose_reading(candidates, self._predict(candidates.images[:, None]))
+        if method == "auto" and by_windows.confidence >= by_segments.confidence:
+            return by_windows
+        return by_segments
 
-    def read_number(self, data: bytes, method: str = "recognition") -> dict[str, Any]:
+    def _predict_windows(self, batch: np.ndarray) -> np.ndarray:
+        """The number reader's ``predict`` of a (N, 1, 28, 28) batch (the ``model`` stage)."""
+        with self._stage("model"):
+            return self.number_reader.predict(batch.astype(np.float32, copy=False))
+
+    def read_number(self, data: bytes, method: str = "auto") -> dict[str, Any]:
         """A picture of several digits side by side, read left to right as one number.
 
-        ``method="recognition"`` (the default): recognition-driven segmentation
-        (``npcnn.digits.numbers``); ``"ink"``: the older ink-only ``segment_digits``, kept to
+        ``method``: ``"auto"`` (the default), ``"windows"`` or ``"segmentation"`` (see
+        ``segment_number``), or ``"ink"``: the older ink-only ``segment_digits``, kept to
         compare with.  Each digit's reading has its ``box`` ``[x0, y0, x1, y1]`` in the pixels
         of the decoded picture, whose ``image_size`` is ``[width, height]``.  ``confidence`` is
         the number's: the product of its digits' confidences; ``runner_up`` the second-best
@@ -374,12 +415,15 @@ class Recogniser:
         """
         if method == "ink":
             return self._read_number_by_ink(data)
-        if method != "recognition":
-            raise ValueError(f"method must be 'recognition' or 'ink', got {method!r}")
-        found = self.segment_number(data)
+        found = self.segment_number(data, method)
         digits = [reading(d.image, d.probabilities) for d in found.digits]
         for digit, part in zip(digits, found.digits, strict=True):
             digit["box"] = [int(v) for v in part.box]
+            if digit["digit"] != part.digit:  # the reading chose its second most probable digit
+                confidence = float(part.probabilities[part.digit])
+                digit.update(digit=part.digit, runner_up=digit["digit"],
+                             confidence=round(confidence, 6),
+                             low_confidence=confidence < LOW_CONFIDENCE)  # fmt: skip
         runner_up = found.runner_up
         width, height = found.input_size
         return {
@@ -430,16 +474,20 @@ class Recogniser:
         """
         if index is None:
             image = self.prepare(data)
-        else:
-            found = self.segment_number(data)
-            if not 0 <= index < len(found.digits):
-                raise ImageError(f"no digit {index} in this picture: it holds {len(found.digits)}")
-            image = found.digits[index].image
-        answer = self.classify([image])[0]
+            answer = self.classify([image])[0]
+            return {
+                "image": image,
+                "predicted": answer["digit"] if answer["is_digit"] else "none",
+                "confidence": answer["confidence"],
+            }
+        found = self.segment_number(data)
+        if not 0 <= index < len(found.digits):
+            raise ImageError(f"no digit {index} in this picture: it holds {len(found.digits)}")
+        digit = found.digits[index]  # the image is the digit framed alone, as the model reads one
         return {
-            "image": image,
-            "predicted": answer["digit"] if answer["is_digit"] else "none",
-            "confidence": answer["confidence"],
+            "image": digit.image,
+            "predicted": digit.digit,
+            "confidence": round(float(digit.probabilities[digit.digit]), 6),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -454,4 +502,10 @@ class Recogniser:
             "test_accuracy": metrics.get("test_accuracy"),
             "layers": [layer.name for layer in self.model.layers],
             "backend": npcnn.get_backend(),
+            "number_reader": None
+            if self.number_reader is None
+            else {
+                "version": self.number_reader_version,
+                "parameters": int(self.number_reader.parameter_count()),
+            },
         }

@@ -1,0 +1,349 @@
+"""Reading a number by sliding a window along it: a network that sees each digit in its context.
+
+``numbers`` cuts the ink first and asks the network about each piece; where digits overlap, no
+cut separates them and the right pieces are never offered.  Here nothing is cut.  A square
+window slides along the line of ink, a few pixels at a time, and a network trained for it says
+for each position either "a digit is centred here, and it is d" or "no digit is centred here"
+(class 10).  The neighbours' strokes reaching into the window are part of what it learned from,
+so two digits whose strokes cross are read as two.
+
+1. **The line** (``line_geometry``).  The ink is scaled so that the line's digits are about
+   ``DIGIT_PX`` pixels tall, as MNIST's are; for every column, the top and bottom of its ink.
+2. **Windows** (``cut_windows``).  Every ``STRIDE`` line heights, a ``WINDOW x WINDOW`` window
+   centred on that column and on the ink of the columns around it (``BAND`` line heights either
+   side), scaled so that this local ink is ``DIGIT_PX`` tall: a digit centred in the window is
+   framed like an MNIST digit, with whatever of its neighbours falls inside.
+3. **Runs** (``decode``).  ``s(x) = 1 - P(no digit | window at x)`` is high over the few
+   windows centred near a digit's centre and low between digits.  Each run of windows with
+   ``s >= RUN_LEVEL`` is one digit, unless ``s`` dips inside it (two digits close together) or
+   its most probable digit changes from one group of windows to another; the digit is the one
+   with the largest sum of ``s x P(digit)`` over the run, its confidence the highest probability
+   a window of the run gave it.
+
+The network is trained (``train_number_reader.py``) on windows cut the same way from the
+project's own number pictures (``number_set.make_number`` with MNIST's training digits and the
+synthetic ones), labelled from the known digit boxes: a digit's class when the window's centre
+is within ``CENTRED`` local heights of that digit's centre, class 10 when it is at least
+``OFF_CENTRE`` from every digit's centre, and left out in between.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from npcnn.digits.errors import NoInkError
+from npcnn.digits.number_set import NumberPicture
+from npcnn.digits.numbers import RUNNER_UP_RATIO, NumberDigit, NumberReading, frame_candidate
+from npcnn.digits.preprocess.ink import EIGHT_NEIGHBOURS, InkImage, find_ink, piece_masses
+
+WINDOW = 28  # the network's input, as a single digit's
+DIGIT_PX = 20  # a digit's height in the window (MNIST's box)
+STRIDE = 0.1  # windows this many line heights apart
+TRAINING_STRIDE = 0.05  # ... and twice as many for training (more positions to learn from)
+BAND = 0.25  # a window's vertical placement comes from the ink this many heights either side
+CENTRED = 0.08  # training: within this many local heights of a digit's centre -> that digit
+OFF_CENTRE = 0.22  # ... at least this far from every digit's centre -> class 10
+RUN_LEVEL = 0.7  # a digit is read where s(x) = 1 - P(no digit) stays at least this high
+DIP = 0.8  # ... split where s dips below this x the highest s on either side
+MIN_GROUP = 3  # ... or where the most probable digit changes between groups of this many windows
+NO_DIGIT = 10
+INK_LEVEL = 0.2  # a pixel at least this bright counts as ink for the columns' extents
+
+
+@dataclass
+class Line:
+    """The ink of a number scaled so that its digits are about ``DIGIT_PX`` tall: ``ink`` (H, W)
+    float32, ``zoom`` (line pixels per working pixel), and per column the ``top`` and ``bottom``
+    rows of its ink (``bottom < top`` where a column is empty)."""
+
+    ink: np.ndarray
+    zoom: float
+    top: np.ndarray
+    bottom: np.ndarray
+
+
+def digit_ink(ink: np.ndarray) -> np.ndarray:
+    """Clean ink without underlines and tiny specks (the same rule as ``numbers.find_atoms``)."""
+    labels, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
+    if count == 0:
+        raise NoInkError("nothing to recognise: the image looks blank")
+    masses = piece_masses(ink, labels, count)
+    boxes = ndimage.find_objects(labels)
+    heights = np.array([b[0].stop - b[0].start for b in boxes], dtype=np.float64)
+    widths = np.array([b[1].stop - b[1].start for b in boxes], dtype=np.float64)
+    heaviest = float(masses.max())
+    line_height = float(heights[masses >= 0.15 * heaviest].max())
+    underline = (heights * 4 < widths) & (heights < 0.35 * line_height)
+    underline &= widths >= 0.8 * line_height
+    keep = ~underline & (masses >= 0.03 * heaviest)
+    if not keep.any():
+        raise NoInkError("nothing to recognise: only specks or lines, no digits")
+    return np.where(np.isin(labels, np.flatnonzero(keep) + 1), ink, 0.0).astype(np.float32)
+
+
+def column_extents(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the first and last row holding ink (``bottom = -1``, ``top = H`` if none)."""
+    inked = ink >= INK_LEVEL
+    height = ink.shape[0]
+    any_ink = inked.any(axis=0)
+    top = np.where(any_ink, inked.argmax(axis=0), height)
+    bottom = np.where(any_ink, height - 1 - inked[::-1].argmax(axis=0), -1)
+    return top, bottom
+
+
+def line_geometry(ink: np.ndarray) -> Line:
+    """Step 1: clean ink (working pixels) -> the line scaled to ``DIGIT_PX``-tall digits.
+
+    The digits' height is the 90th percentile of the inked columns' heights: a vertical stroke
+    spans its digit, a slope does not add to any one column."""
+    ink = digit_ink(ink)
+    top, bottom = column_extents(ink)
+    heights = (bottom - top + 1)[bottom >= top]
+    line_height = max(float(np.percentile(heights, 90)), 4.0)
+    zoom = DIGIT_PX / line_height
+    h, w = ink.shape
+    size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
+    scaled = Image.fromarray(ink, mode="F").resize(size, Image.Resampling.BILINEAR)
+    scaled_ink = np.clip(np.asarray(scaled, dtype=np.float32), 0.0, 1.0)
+    top, bottom = column_extents(scaled_ink)
+    return Line(scaled_ink, zoom, top, bottom)
+
+
+def window_centres(line: Line, stride: float = STRIDE) -> np.ndarray:
+    """Step 2a: the columns the windows are centred on, ``stride`` line heights apart, from the
+    first inked column to the last."""
+    inked = np.flatnonzero(line.bottom >= line.top)
+    if inked.size == 0:
+        raise NoInkError("nothing to recognise: the image looks blank")
+    return np.arange(inked[0], inked[-1] + 1, stride * DIGIT_PX, dtype=np.float64)
+
+
+def local_extent(line: Line, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The top and bottom (rows) of the ink within ``BAND`` line heights of each centre; windows
+    whose band holds no ink get NaN."""
+    reach = BAND * DIGIT_PX
+    width = line.ink.shape[1]
+    tops, bottoms = np.full(len(centres), np.nan), np.full(len(centres), np.nan)
+    for k, x in enumerate(centres):
+        lo, hi = max(0, int(np.floor(x - reach))), min(width, int(np.ceil(x + reach)) + 1)
+        top, bottom = line.top[lo:hi], line.bottom[lo:hi]
+        inked = bottom >= top
+        if inked.any():
+            tops[k], bottoms[k] = top[inked].min(), bottom[inked].max() + 1
+    return tops, bottoms
+
+
+def cut_windows(line: Line, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 2b: ``(windows (K, 28, 28) float32, kept (K,) bool, local heights (K,))``.
+
+    Window ``k`` is centred on column ``centres[k]`` and on the middle of the ink around it;
+    its scale makes that ink ``DIGIT_PX`` tall (bilinear sampling).  Windows with no ink within
+    their band are not cut (``kept`` False, all zeros)."""
+    tops, bottoms = local_extent(line, centres)
+    kept = ~np.isnan(tops)
+    heights = np.where(kept, np.maximum(bottoms - tops, 0.4 * DIGIT_PX), DIGIT_PX)
+    middles = np.where(kept, (tops + bottoms) / 2, 0.0)
+    step = heights / DIGIT_PX  # line pixels per window pixel
+    offsets = np.arange(WINDOW, dtype=np.float64) - (WINDOW - 1) / 2
+    rows = middles[:, None, None] + offsets[None, :, None] * step[:, None, None]
+    cols = centres[:, None, None] + offsets[None, None, :] * step[:, None, None]
+    rows, cols = np.broadcast_arrays(rows, cols)
+    windows = ndimage.map_coordinates(line.ink, [rows[kept], cols[kept]], order=1, cval=0.0)
+    out = np.zeros((len(centres), WINDOW, WINDOW), dtype=np.float32)
+    out[kept] = windows.reshape(-1, WINDOW, WINDOW)
+    return out, kept, heights
+
+
+def window_labels(
+    centres: np.ndarray, heights: np.ndarray, digit_centres: np.ndarray, digits: np.ndarray
+) -> np.ndarray:
+    """Training labels: the digit centred in each window, ``NO_DIGIT``, or -1 (left out)."""
+    distance = np.abs(centres[:, None] - digit_centres[None, :]) / heights[:, None]
+    nearest = distance.argmin(axis=1)
+    closest = distance[np.arange(len(centres)), nearest]
+    labels = np.full(len(centres), -1, dtype=np.int64)
+    labels[closest <= CENTRED] = digits[nearest[closest <= CENTRED]]
+    labels[closest >= OFF_CENTRE] = NO_DIGIT
+    return labels
+
+
+@dataclass
+class WindowDigit:
+    """A digit found by the windows: ``digit``, its ``confidence`` (the highest probability any
+    of its windows gave it), its ``probabilities`` (11) and ``window`` (index) there, and its
+    columns ``first .. last`` (window indices)."""
+
+    digit: int
+    confidence: float
+    probabilities: np.ndarray
+    window: int
+    first: int
+    last: int
+
+
+def _runs(above: np.ndarray) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` runs of consecutive True values."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], above, [False]]).astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _split_at_dips(s: np.ndarray, start: int, stop: int) -> list[int]:
+    """Inner local minima of ``s`` in ``[start, stop)`` below ``DIP`` x the lower of the highest
+    values on either side: where two digits' windows meet without a gap."""
+    cuts = []
+    for m in range(start + 1, stop - 1):
+        if s[m] <= s[m - 1] and s[m] < s[m + 1]:
+            if s[m] < DIP * min(s[start:m].max(), s[m + 1 : stop].max()):
+                cuts.append(m)
+    return cuts
+
+
+def _split_at_changes(digits: np.ndarray, start: int, stop: int) -> list[int]:
+    """Where the most probable digit changes between groups of at least ``MIN_GROUP`` windows
+    (two different digits side by side, with no dip between them); shorter groups in between
+    are one window's other opinion, not a digit."""
+    cuts, first, previous = [], start, None
+    for k in range(start + 1, stop + 1):
+        if k == stop or digits[k] != digits[first]:
+            if k - first >= MIN_GROUP:
+                if previous is not None and digits[first] != previous:
+                    cuts.append(first)
+                previous = digits[first]
+            first = k
+    return cuts
+
+
+def decode(probabilities: np.ndarray) -> list[WindowDigit]:
+    """Step 3: the windows' probabilities (K, 11), left to right -> the digits read.
+
+    ``s = 1 - P(no digit)``; each run of windows with ``s >= RUN_LEVEL`` is one digit, unless it
+    dips in between (``_split_at_dips``) or holds two digits one after the other
+    (``_split_at_changes``).  A part's digit is the one with the largest sum of ``s x P(digit)``
+    over its windows."""
+    s = 1.0 - probabilities[:, NO_DIGIT]
+    best = probabilities[:, :NO_DIGIT].argmax(axis=1)
+    found = []
+    for start, stop in _runs(s >= RUN_LEVEL):
+        bounds = [start, *_split_at_dips(s, start, stop), stop]
+        parts = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            inner = [a, *_split_at_changes(best, a, b), b]
+            parts.extend(zip(inner[:-1], inner[1:], strict=True))
+        for a, b in parts:
+            weighted = (s[a:b, None] * probabilities[a:b, :NO_DIGIT]).sum(axis=0)
+            digit = int(weighted.argmax())
+            window = a + int(probabilities[a:b, digit].argmax())
+            p = probabilities[window]
+            found.append(WindowDigit(digit, float(p[digit]), p, window, a, b - 1))
+    return found
+
+
+def read_line(ink: np.ndarray) -> tuple[Line, np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 1-2 for clean ink (working pixels): ``(line, centres, windows, kept)``."""
+    line = line_geometry(ink)
+    centres = window_centres(line)
+    windows, kept, _ = cut_windows(line, centres)
+    return line, centres, windows, kept
+
+
+def training_windows(
+    picture: NumberPicture, rng: np.random.Generator, blank_share: float = 0.35
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled windows of one number picture, as the reader cuts them: ``(uint8 (K, 28, 28),
+    labels (K,))``.  Every window with a digit centred in it is kept, and windows of class 10
+    (chosen at random) up to ``blank_share`` of the total; windows in between are left out."""
+    ink = find_ink(picture.pixels)
+    line = line_geometry(ink.pixels)
+    centres = window_centres(line, TRAINING_STRIDE)
+    windows, kept, heights = cut_windows(line, centres)
+    to_line = line.zoom / ink.scale  # input pixels -> line pixels
+    digit_centres = np.array([(box[0] + box[2]) / 2 * to_line for box in picture.boxes])
+    digits = np.array([int(c) for c in picture.text])
+    labels = window_labels(centres, heights, digit_centres, digits)
+    labels[~kept] = -1
+    centred = np.flatnonzero((labels >= 0) & (labels < NO_DIGIT))
+    blank = np.flatnonzero(labels == NO_DIGIT)
+    count = min(len(blank), int(len(centred) * blank_share / (1 - blank_share)) + 1)
+    chosen = np.concatenate([centred, rng.choice(blank, count, replace=False)])
+    return np.round(windows[chosen] * 255).astype(np.uint8), labels[chosen]
+
+
+def _digit_box(
+    line: Line, centres: np.ndarray, found: list[WindowDigit], k: int
+) -> tuple[int, int, int, int]:
+    """Digit ``k``'s box in line pixels: the inked columns from its first window's centre to its
+    last's, widened by ``BAND`` line heights but not past halfway to its neighbours, and the ink's
+    rows there."""
+    digit = found[k]
+    reach = BAND * DIGIT_PX
+    left = centres[digit.first] - reach
+    right = centres[digit.last] + reach
+    if k > 0:
+        left = max(left, (centres[found[k - 1].last] + centres[digit.first]) / 2)
+    if k + 1 < len(found):
+        right = min(right, (centres[digit.last] + centres[found[k + 1].first]) / 2)
+    lo, hi = max(0, int(np.floor(left))), min(line.ink.shape[1], int(np.ceil(right)) + 1)
+    top, bottom = line.top[lo:hi], line.bottom[lo:hi]
+    inked = np.flatnonzero(bottom >= top)
+    if inked.size == 0:
+        return lo, 0, hi, line.ink.shape[0]
+    return (
+        lo + int(inked[0]),
+        int(top[inked].min()),
+        lo + int(inked[-1]) + 1,
+        int(bottom[inked].max()) + 1,
+    )
+
+
+def read_number(ink: InkImage, predict: Callable[[np.ndarray], np.ndarray]) -> NumberReading:
+    """Clean ink of a number -> its reading, window by window; ``predict`` is the number
+    reader's ``model.predict`` ((N, 1, 28, 28) -> (N, 11)), called once for all windows."""
+    started = time.perf_counter()
+    line, centres, windows, kept = read_line(ink.pixels)
+    cut = time.perf_counter()
+    probabilities = np.zeros((len(centres), NO_DIGIT + 1))
+    probabilities[:, NO_DIGIT] = 1.0  # a window with no ink near its centre holds no digit
+    probabilities[kept] = predict(windows[kept][:, None])
+    network = time.perf_counter()
+    found = decode(probabilities)
+    if not found:
+        raise NoInkError("nothing to recognise: no digit found")
+    digits = []
+    for k, digit in enumerate(found):
+        x0, y0, x1, y1 = (v / line.zoom for v in _digit_box(line, centres, found, k))
+        x0, y0 = int(np.floor(x0)), int(np.floor(y0))  # working pixels
+        x1, y1 = int(np.ceil(x1)), int(np.ceil(y1))
+        crop = ink.pixels[y0:y1, x0:x1]
+        # the digit framed alone, as the digit model reads it: the preview, and what a
+        # correction of this digit stores
+        image = frame_candidate(crop, False) if crop.any() else windows[digit.window]
+        box = (x0 * ink.scale, y0 * ink.scale,
+               min(x1 * ink.scale, ink.input_size[0]), min(y1 * ink.scale, ink.input_size[1]))  # fmt: skip
+        digits.append(NumberDigit(image, digit.probabilities, digit.digit, box))
+    confidence = float(np.prod([d.confidence for d in found]))
+    timings = {"windows": cut - started, "network": network - cut,
+               "search": time.perf_counter() - network, "window_count": int(kept.sum())}  # fmt: skip
+    return NumberReading(digits, confidence, runner_up(found), ink.input_size, timings)
+
+
+def runner_up(found: list[WindowDigit]) -> tuple[str, float] | None:
+    """The second-best reading: the best one with its least certain digit replaced by that
+    digit's second choice, reported when its confidence is at least ``RUNNER_UP_RATIO`` x the
+    best's."""
+    ratios = []
+    for digit in found:
+        p = digit.probabilities[:NO_DIGIT]
+        second = int(np.argsort(p)[-2]) if p.argmax() == digit.digit else int(p.argmax())
+        ratios.append((p[second] / max(p[digit.digit], 1e-12), second))
+    k = int(np.argmax([ratio for ratio, _ in ratios]))
+    ratio, second = ratios[k]
+    if ratio < RUNNER_UP_RATIO:
+        return None
+    text = "".join(str(d.digit) if i != k else str(second) for i, d in enumerate(found))
+    return text, float(np.prod([d.confidence for d in found]) * ratio)
