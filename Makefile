@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: install run dev test test-fast lint format bench train data clean system-packages
+.PHONY: install run dev test test-fast lint format bench train train-numbers data clean system-packages
 
 # Create the virtual environment and install everything once (re-done when the requirements change).
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -58,6 +58,9 @@ data: install
 
 train: install
 	$(PY) train_model.py
+
+train-numbers: install
+	$(PY) train_number_reader.py
 
 bench: install
 	$(PY) benchmarks/bench_train.py --arch keras-small --backend numba

@@ -1,6 +1,6 @@
 """Train the number reader: the network that reads a number through a sliding window.
 
-    python train_number_reader.py                 # -> weights/number_reader.npz (about 15 min)
+    python train_number_reader.py                 # -> weights/number_reader.npz (about 25 min)
     python train_number_reader.py --pictures 600 --epochs 1 --out /tmp/reader.npz   # a quick try
 
 The training pictures are the project's own numbers (``number_set.make_number``) made from
@@ -30,7 +30,7 @@ from npcnn.optimizers import Adam, schedule_named
 
 PICTURE_SEED = 10_000  # training picture i uses the seed (PICTURE_SEED + seed, i)
 VAL_SEED = 20_000  # validation pictures likewise
-DEFAULTS = {"pictures": 12_000, "val_pictures": 1_000, "epochs": 4, "arch": "shipped", "lr": 3e-3}
+DEFAULTS = {"pictures": 24_000, "val_pictures": 1_000, "epochs": 4, "arch": "shipped", "lr": 3e-3}
 
 
 def windows_of_pictures(seed: int, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -80,7 +80,8 @@ class Checkpoint:
         score = metrics.get(self.monitor, metrics.get("accuracy", 0.0))
         if self.best_arrays is None or score > state.best_score:
             state.best_score, state.best_epoch = score, epoch
-            self.best_arrays = model_arrays(model)
+            # copies: the optimiser updates the parameters in place, later epochs would change them
+            self.best_arrays = {k: v.copy() for k, v in model_arrays(model).items()}
         now = time.perf_counter()
         state.seconds += now - self._last_tick
         self._last_tick = now

@@ -49,9 +49,11 @@ TRAINING_STRIDE = 0.05  # ... and twice as many for training (more positions to 
 BAND = 0.25  # a window's vertical placement comes from the ink this many heights either side
 CENTRED = 0.08  # training: within this many local heights of a digit's centre -> that digit
 OFF_CENTRE = 0.22  # ... at least this far from every digit's centre -> class 10
+PAIR_CENTRED = 0.2  # ... between two close digits: within this x their distance -> the digit
+PAIR_OFF_CENTRE = 0.4  # ... at least this x their distance from both -> class 10
 RUN_LEVEL = 0.7  # a digit is read where s(x) = 1 - P(no digit) stays at least this high
 DIP = 0.8  # ... split where s dips below this x the highest s on either side
-MIN_GROUP = 3  # ... or where the most probable digit changes between groups of this many windows
+MIN_GROUP = 2  # ... or where the most probable digit changes between groups of this many windows
 NO_DIGIT = 10
 INK_LEVEL = 0.2  # a pixel at least this bright counts as ink for the columns' extents
 
@@ -115,9 +117,10 @@ def line_geometry(ink: np.ndarray) -> Line:
     return Line(scaled_ink, zoom, top, bottom)
 
 
-def window_centres(line: Line, stride: float = STRIDE) -> np.ndarray:
-    """Step 2a: the columns the windows are centred on, ``stride`` line heights apart, from the
-    first inked column to the last."""
+def window_centres(line: Line, stride: float | None = None) -> np.ndarray:
+    """Step 2a: the columns the windows are centred on, ``stride`` (default ``STRIDE``) line
+    heights apart, from the first inked column to the last."""
+    stride = STRIDE if stride is None else stride
     inked = np.flatnonzero(line.bottom >= line.top)
     if inked.size == 0:
         raise NoInkError("nothing to recognise: the image looks blank")
@@ -163,13 +166,30 @@ def cut_windows(line: Line, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def window_labels(
     centres: np.ndarray, heights: np.ndarray, digit_centres: np.ndarray, digits: np.ndarray
 ) -> np.ndarray:
-    """Training labels: the digit centred in each window, ``NO_DIGIT``, or -1 (left out)."""
-    distance = np.abs(centres[:, None] - digit_centres[None, :]) / heights[:, None]
-    nearest = distance.argmin(axis=1)
-    closest = distance[np.arange(len(centres)), nearest]
+    """Training labels: the digit centred in each window, ``NO_DIGIT``, or -1 (left out).
+
+    With ``d`` the distance to the nearest digit's centre in local heights: that digit when
+    ``d <= CENTRED``, ``NO_DIGIT`` when ``d >= OFF_CENTRE``.  Between two digits closer together
+    than that allows (two 1s side by side), the limits shrink to ``PAIR_CENTRED`` and
+    ``PAIR_OFF_CENTRE`` of the distance between their centres, so that the window halfway
+    between them is "no digit" and the reader learns to see two digits there, not one."""
+    order = np.argsort(digit_centres)
+    digit_centres, digits = digit_centres[order], digits[order]
+    right = np.searchsorted(digit_centres, centres)  # the first digit centre right of each window
+    left = right - 1
+    has_left, has_right = left >= 0, right < len(digit_centres)
+    to_left = np.where(has_left, centres - digit_centres[np.maximum(left, 0)], np.inf)
+    to_right = np.where(
+        has_right, digit_centres[np.minimum(right, len(digits) - 1)] - centres, np.inf
+    )
+    nearest = np.where(to_left <= to_right, left, right)
+    distance = np.minimum(to_left, to_right)
+    gap = np.where(has_left & has_right, to_left + to_right, np.inf)
+    centred = distance <= np.minimum(CENTRED * heights, PAIR_CENTRED * gap)
+    off = distance >= np.minimum(OFF_CENTRE * heights, PAIR_OFF_CENTRE * gap)
     labels = np.full(len(centres), -1, dtype=np.int64)
-    labels[closest <= CENTRED] = digits[nearest[closest <= CENTRED]]
-    labels[closest >= OFF_CENTRE] = NO_DIGIT
+    labels[centred] = digits[nearest[centred]]
+    labels[off] = NO_DIGIT
     return labels
 
 

@@ -81,6 +81,11 @@ def test_training_labels_follow_the_distance_to_the_nearest_digit_centre() -> No
     labels = nw.window_labels(centres, np.full(5, 20.0), np.array([0.0, 20.0]), np.array([4, 7]))
     # 0/20 from digit 4: centred; 1/20 = 0.05: centred; 3/20 = 0.15: left out; 10/20: no digit
     assert labels.tolist() == [4, 4, -1, nw.NO_DIGIT, 7]
+    # two 1s only 0.2 heights apart: halfway between them is "no digit", not a third 1
+    pair = nw.window_labels(
+        np.array([10.0, 12.0, 14.0]), np.full(3, 20.0), np.array([10.0, 14.0]), np.array([1, 1])
+    )
+    assert pair.tolist() == [1, nw.NO_DIGIT, 1]
 
 
 def test_training_windows_come_labelled_from_a_number_picture() -> None:
