@@ -39,8 +39,14 @@ from scipy import ndimage
 
 from npcnn.digits.errors import NoInkError
 from npcnn.digits.number_set import NumberPicture
-from npcnn.digits.numbers import RUNNER_UP_RATIO, NumberDigit, NumberReading, frame_candidate
-from npcnn.digits.preprocess.ink import EIGHT_NEIGHBOURS, InkImage, find_ink, piece_masses
+from npcnn.digits.numbers import (
+    RUNNER_UP_RATIO,
+    NumberDigit,
+    NumberReading,
+    digit_pieces,
+    frame_candidate,
+)
+from npcnn.digits.preprocess.ink import InkImage, find_ink
 
 WINDOW = 28  # the network's input, as a single digit's
 DIGIT_PX = 20  # a digit's height in the window (MNIST's box)
@@ -71,22 +77,10 @@ class Line:
 
 
 def digit_ink(ink: np.ndarray) -> np.ndarray:
-    """Clean ink without underlines and tiny specks (the same rule as ``numbers.find_atoms``)."""
-    labels, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
-    if count == 0:
-        raise NoInkError("nothing to recognise: the image looks blank")
-    masses = piece_masses(ink, labels, count)
-    boxes = ndimage.find_objects(labels)
-    heights = np.array([b[0].stop - b[0].start for b in boxes], dtype=np.float64)
-    widths = np.array([b[1].stop - b[1].start for b in boxes], dtype=np.float64)
-    heaviest = float(masses.max())
-    line_height = float(heights[masses >= 0.15 * heaviest].max())
-    underline = (heights * 4 < widths) & (heights < 0.35 * line_height)
-    underline &= widths >= 0.8 * line_height
-    keep = ~underline & (masses >= 0.03 * heaviest)
-    if not keep.any():
-        raise NoInkError("nothing to recognise: only specks or lines, no digits")
-    return np.where(np.isin(labels, np.flatnonzero(keep) + 1), ink, 0.0).astype(np.float32)
+    """Clean ink without underlines and tiny specks (``numbers.digit_pieces``)."""
+    pieces = digit_pieces(ink)
+    kept = np.isin(pieces.labels, np.flatnonzero(pieces.keep) + 1)
+    return np.where(kept, ink, 0.0).astype(np.float32)
 
 
 def column_extents(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

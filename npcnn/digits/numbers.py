@@ -234,15 +234,25 @@ def seam_cuts(piece: np.ndarray, height: float) -> list[tuple[np.ndarray, float]
     return cuts
 
 
-def find_atoms(ink: np.ndarray) -> Atoms:
-    """Clean ink (H, W) -> its atoms: pieces minus specks and underlines, wide ones sliced.
+@dataclass(frozen=True)
+class Pieces:
+    """The ink's connected pieces (``labels`` 1..N, ``boxes``, ``heights``, ``masses``), the
+    line's height, and which pieces ``keep`` (not underlines, not tiny specks)."""
+
+    labels: np.ndarray
+    boxes: list[tuple[slice, slice]]
+    heights: np.ndarray
+    masses: np.ndarray
+    line_height: float
+    keep: np.ndarray
+
+
+def digit_pieces(ink: np.ndarray) -> Pieces:
+    """Clean ink (H, W) -> its pieces, and which of them may belong to digits.
 
     The line height ``H`` is the tallest piece holding at least 15% of the heaviest piece's ink.
     Dropped: underlines (flatter than 1:4, under 0.35 ``H`` tall and at least 0.8 ``H`` wide) and
-    tiny specks (under 3% of the heaviest piece's ink).  Marks under 0.5 ``H`` tall and under 30%
-    of the heaviest piece's ink are ``small``: the reading may leave them out.  Pieces are sliced
-    along ``seam_cuts``; a slice with under 2% of its piece's ink joins its left neighbour's cut
-    (it is dropped as a slice).  No ink -> ``NoInkError``.
+    tiny specks (under 3% of the heaviest piece's ink).  No ink, or nothing kept -> ``NoInkError``.
     """
     labels, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
     if count == 0:
@@ -258,6 +268,23 @@ def find_atoms(ink: np.ndarray) -> Atoms:
     keep = ~underline & (masses >= 0.03 * heaviest)
     if not keep.any():
         raise NoInkError("nothing to recognise: only specks or lines, no digits")
+    return Pieces(labels, boxes, heights, masses, line_height, keep)
+
+
+def find_atoms(ink: np.ndarray) -> Atoms:
+    """Clean ink (H, W) -> its atoms: pieces minus specks and underlines, wide ones sliced.
+
+    The line height ``H`` is the tallest piece holding at least 15% of the heaviest piece's ink.
+    Dropped: underlines (flatter than 1:4, under 0.35 ``H`` tall and at least 0.8 ``H`` wide) and
+    tiny specks (under 3% of the heaviest piece's ink).  Marks under 0.5 ``H`` tall and under 30%
+    of the heaviest piece's ink are ``small``: the reading may leave them out.  Pieces are sliced
+    along ``seam_cuts``; a slice with under 2% of its piece's ink joins its left neighbour's cut
+    (it is dropped as a slice).  No ink -> ``NoInkError``.
+    """
+    pieces = digit_pieces(ink)
+    labels, boxes, heights = pieces.labels, pieces.boxes, pieces.heights
+    line_height, masses, heaviest = pieces.line_height, pieces.masses, float(pieces.masses.max())
+    keep = pieces.keep
     atoms: list[Atom] = []
     for index in np.flatnonzero(keep):
         rows, columns = boxes[index]
