@@ -12,10 +12,13 @@ A model with an eleventh output (class 10: "not a digit") may answer ``"is_digit
 ``digit`` is then still the closest digit (see ``reading``).  ``read_digit`` also says whether the
 picture ``looks_like_number`` (2+ digits side by side: the page suggests number mode).
 
-``Recogniser.read_number`` reads a whole number by recognition-driven segmentation
-(``npcnn.digits.numbers``: the ink proposes cuts, the network scores every candidate digit in one
-batch, dynamic programming picks the best reading and its runner-up); ``method="ink"`` keeps the
-older ink-only segmentation (``preprocess.segment_digits``) for comparison.
+``Recogniser.read_number`` reads a whole number through a sliding window when a number reader
+is loaded (``npcnn.digits.number_windows``: a second network says, window by window along the
+line, which digit is centred there, if any), and by recognition-driven segmentation when that
+reading is unsure or there is no reader (``npcnn.digits.numbers``: the ink proposes cuts, the
+digit model scores every candidate digit in one batch, dynamic programming picks the best reading
+and its runner-up); ``method="ink"`` keeps the older ink-only segmentation
+(``preprocess.segment_digits``) for comparison.
 
 ``Recogniser.explain`` adds what the network looks at, from one forward and one backward pass
 (``Sequential.inspect``): the saliency map and the first convolution block's feature maps, drawn
