@@ -42,6 +42,7 @@ from scipy import ndimage
 from npcnn.digits.errors import NoInkError
 from npcnn.digits.number_set import NumberPicture
 from npcnn.digits.numbers import (
+    NOT_A_DIGIT,
     RUNNER_UP_RATIO,
     NumberDigit,
     NumberReading,
@@ -62,7 +63,6 @@ PAIR_OFF_CENTRE = 0.4  # ... at least this x their distance from both -> class 1
 RUN_LEVEL = 0.7  # a digit is read where s(x) = 1 - P(no digit) stays at least this high
 DIP = 0.8  # ... split where s dips below this x the highest s on either side
 MIN_GROUP = 2  # ... or where the most probable digit changes between groups of this many windows
-NO_DIGIT = 10
 INK_LEVEL = 0.2  # a pixel at least this bright counts as ink for the columns' extents
 
 
@@ -162,10 +162,10 @@ def cut_windows(line: Line, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def window_labels(
     centres: np.ndarray, heights: np.ndarray, digit_centres: np.ndarray, digits: np.ndarray
 ) -> np.ndarray:
-    """Training labels: the digit centred in each window, ``NO_DIGIT``, or -1 (left out).
+    """Training labels: the digit centred in each window, ``NOT_A_DIGIT``, or -1 (left out).
 
     With ``d`` the distance to the nearest digit's centre in local heights: that digit when
-    ``d <= CENTRED``, ``NO_DIGIT`` when ``d >= OFF_CENTRE``.  Between two digits closer together
+    ``d <= CENTRED``, ``NOT_A_DIGIT`` when ``d >= OFF_CENTRE``.  Between two digits closer together
     than that allows (two 1s side by side), the limits shrink to ``PAIR_CENTRED`` and
     ``PAIR_OFF_CENTRE`` of the distance between their centres, so that the window halfway
     between them is "no digit" and the reader learns to see two digits there, not one."""
@@ -185,7 +185,7 @@ def window_labels(
     off = distance >= np.minimum(OFF_CENTRE * heights, PAIR_OFF_CENTRE * gap)
     labels = np.full(len(centres), -1, dtype=np.int64)
     labels[centred] = digits[nearest[centred]]
-    labels[off] = NO_DIGIT
+    labels[off] = NOT_A_DIGIT
     return labels
 
 
@@ -242,8 +242,8 @@ def decode(probabilities: np.ndarray) -> list[WindowDigit]:
     dips in between (``_split_at_dips``) or holds two digits one after the other
     (``_split_at_changes``).  A part's digit is the one with the largest sum of ``s x P(digit)``
     over its windows."""
-    s = 1.0 - probabilities[:, NO_DIGIT]
-    best = probabilities[:, :NO_DIGIT].argmax(axis=1)
+    s = 1.0 - probabilities[:, NOT_A_DIGIT]
+    best = probabilities[:, :NOT_A_DIGIT].argmax(axis=1)
     found = []
     for start, stop in _runs(s >= RUN_LEVEL):
         bounds = [start, *_split_at_dips(s, start, stop), stop]
@@ -252,7 +252,7 @@ def decode(probabilities: np.ndarray) -> list[WindowDigit]:
             inner = [a, *_split_at_changes(best, a, b), b]
             parts.extend(zip(inner[:-1], inner[1:], strict=True))
         for a, b in parts:
-            weighted = (s[a:b, None] * probabilities[a:b, :NO_DIGIT]).sum(axis=0)
+            weighted = (s[a:b, None] * probabilities[a:b, :NOT_A_DIGIT]).sum(axis=0)
             digit = int(weighted.argmax())
             window = a + int(probabilities[a:b, digit].argmax())
             p = probabilities[window]
@@ -283,8 +283,8 @@ def training_windows(
     digits = np.array([int(c) for c in picture.text])
     labels = window_labels(centres, heights, digit_centres, digits)
     labels[~kept] = -1
-    centred = np.flatnonzero((labels >= 0) & (labels < NO_DIGIT))
-    blank = np.flatnonzero(labels == NO_DIGIT)
+    centred = np.flatnonzero((labels >= 0) & (labels < NOT_A_DIGIT))
+    blank = np.flatnonzero(labels == NOT_A_DIGIT)
     count = min(len(blank), int(len(centred) * blank_share / (1 - blank_share)) + 1)
     chosen = np.concatenate([centred, rng.choice(blank, count, replace=False)])
     return np.round(windows[chosen] * 255).astype(np.uint8), labels[chosen]
@@ -323,8 +323,8 @@ def read_number(ink: InkImage, predict: Callable[[np.ndarray], np.ndarray]) -> N
     started = time.perf_counter()
     line, centres, windows, kept = read_line(ink.pixels)
     cut = time.perf_counter()
-    probabilities = np.zeros((len(centres), NO_DIGIT + 1))
-    probabilities[:, NO_DIGIT] = 1.0  # a window with no ink near its centre holds no digit
+    probabilities = np.zeros((len(centres), NOT_A_DIGIT + 1))
+    probabilities[:, NOT_A_DIGIT] = 1.0  # a window with no ink near its centre holds no digit
     probabilities[kept] = predict(windows[kept][:, None])
     network = time.perf_counter()
     found = decode(probabilities)
@@ -354,7 +354,7 @@ def runner_up(found: list[WindowDigit]) -> tuple[str, float] | None:
     best's."""
     ratios = []
     for digit in found:
-        p = digit.probabilities[:NO_DIGIT]
+        p = digit.probabilities[:NOT_A_DIGIT]
         second = int(np.argsort(p)[-2]) if p.argmax() == digit.digit else int(p.argmax())
         ratios.append((p[second] / max(p[digit.digit], 1e-12), second))
     k = int(np.argmax([ratio for ratio, _ in ratios]))

@@ -380,8 +380,8 @@ class Recogniser:
         confidence is at least ``WINDOW_TRUST``, otherwise the more confident of the two.  The
         ink, candidates and windows are the ``preprocess`` stage, the networks the ``model``
         stage."""
-        if method == "auto":
-            method = "segmentation" if self.number_reader is None else "auto"
+        if method == "auto" and self.number_reader is None:
+            method = "segmentation"
         if method not in ("auto", "windows", "segmentation"):
             raise ValueError(f"method must be auto, windows, segmentation or ink, got {method!r}")
         if method != "segmentation" and self.number_reader is None:

@@ -80,12 +80,12 @@ def test_training_labels_follow_the_distance_to_the_nearest_digit_centre() -> No
     centres = np.array([0.0, 1.0, 3.0, 10.0, 20.0])
     labels = nw.window_labels(centres, np.full(5, 20.0), np.array([0.0, 20.0]), np.array([4, 7]))
     # 0/20 from digit 4: centred; 1/20 = 0.05: centred; 3/20 = 0.15: left out; 10/20: no digit
-    assert labels.tolist() == [4, 4, -1, nw.NO_DIGIT, 7]
+    assert labels.tolist() == [4, 4, -1, nw.NOT_A_DIGIT, 7]
     # two 1s only 0.2 heights apart: halfway between them is "no digit", not a third 1
     pair = nw.window_labels(
         np.array([10.0, 12.0, 14.0]), np.full(3, 20.0), np.array([10.0, 14.0]), np.array([1, 1])
     )
-    assert pair.tolist() == [1, nw.NO_DIGIT, 1]
+    assert pair.tolist() == [1, nw.NOT_A_DIGIT, 1]
 
 
 def test_training_windows_come_labelled_from_a_number_picture() -> None:
@@ -95,8 +95,8 @@ def test_training_windows_come_labelled_from_a_number_picture() -> None:
     assert images.dtype == np.uint8 and images.shape[1:] == (nw.WINDOW, nw.WINDOW)
     assert len(images) == len(labels) and set(labels.tolist()) <= set(range(11))
     written_digits = {int(c) for c in picture.text}
-    assert set(labels[labels < nw.NO_DIGIT].tolist()) == written_digits  # every digit, centred
-    assert (labels == nw.NO_DIGIT).mean() <= 0.4
+    assert set(labels[labels < nw.NOT_A_DIGIT].tolist()) == written_digits  # every digit, centred
+    assert (labels == nw.NOT_A_DIGIT).mean() <= 0.4
 
 
 # --------------------------------------------------------------------- decoding
@@ -105,7 +105,7 @@ def probabilities(rows: list[tuple[int, float]]) -> np.ndarray:
     table = np.zeros((len(rows), 11))
     for k, (digit, p) in enumerate(rows):
         table[k, digit] = p
-        table[k, nw.NO_DIGIT] += 1.0 - p
+        table[k, nw.NOT_A_DIGIT] += 1.0 - p
     return table
 
 
@@ -134,7 +134,7 @@ def test_a_run_splits_where_it_dips_or_where_its_digit_changes() -> None:
 def test_the_runner_up_swaps_the_least_certain_digit() -> None:
     table = probabilities([(2, 0.95), (0, 0.0), (7, 0.6)])
     table[2, 1] = 0.35  # the 7 might be a 1
-    table[2, nw.NO_DIGIT] = 0.05
+    table[2, nw.NOT_A_DIGIT] = 0.05
     found = nw.decode(table)
     assert [d.digit for d in found] == [2, 7]
     text, confidence = nw.runner_up(found)
