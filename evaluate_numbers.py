@@ -141,6 +141,11 @@ def print_table(results: dict[str, dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default=str(HERE / "weights" / "mnist_cnn.npz"))
+    parser.add_argument(
+        "--number-reader",
+        default=None,
+        help="the number reader's weights (default: the one saved beside --weights)",
+    )
     parser.add_argument("--set", choices=sorted(SETS), default="dev", dest="kind")
     parser.add_argument("--count", type=int, default=300, help="number pictures (default 300)")
     parser.add_argument("--seed", type=int, default=None, help="default: the set's own seed")
@@ -149,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args(argv)
     npcnn.set_threads(1)  # as the app runs
-    recogniser = Recogniser.from_file(args.weights)
+    options = {}
+    if args.number_reader:
+        options["number_reader"] = npcnn.load(args.number_reader)
+    recogniser = Recogniser.from_file(args.weights, **options)
     pictures = number_set(args.kind, args.count, args.seed)
     outputs = recogniser.model.predict(np.zeros((1, 1, 28, 28), np.float32)).shape[1]
     print(

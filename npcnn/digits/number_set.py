@@ -15,10 +15,15 @@ their ink and scaled up to 40-120 px high, like a number written on paper or a c
 light mostly, light on dark sometimes, with grey paper, a little noise, and now and then specks or
 a separate underline.
 
-Two sets, never mixed up (the project's rule: never tune on test data):
+Three sources of digits, never mixed up (the project's rules: never tune on test data, and tune
+on digits the networks did not learn from):
 
-- ``"dev"``: MNIST *training* digits and synthetic digits of one seed: tune parameters on this;
-- ``"test"``: MNIST *test* digits and synthetic digits of another seed: report on this only.
+- ``"train"``: the MNIST *training* digits outside the validation split (``train_val_split``, the
+  same 5,000 that ``train_model.py`` holds out) and synthetic digits of their own seed: what the
+  number reader learns from (``train_number_reader.py``);
+- ``"dev"``: the 5,000 digits of that validation split and synthetic digits of another seed: tune
+  parameters on this;
+- ``"test"``: MNIST *test* digits and synthetic digits of a third seed: report on this only.
 
 ``number_set(kind, count, seed)`` is deterministic: the same arguments give the same pictures.
 """
@@ -26,6 +31,7 @@ Two sets, never mixed up (the project's rule: never tune on test data):
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -35,6 +41,8 @@ from scipy import ndimage
 
 CATEGORIES = ("plain", "spaced", "touching", "overlapping", "mixed", "sloping")
 SETS = {"dev": (1, 101), "test": (2, 202)}  # kind -> (default seed, synthetic digits' seed)
+TRAIN_SYNTH_SEED = 303  # the synthetic digits of "train"
+VAL_SIZE, VAL_SEED = 5000, 0  # the validation split of train_model.py's defaults
 SYNTH_FRACTION = 0.25  # of the digits are the project's synthetic ones
 SYNTH_POOL = 2000  # synthetic digits made (and cached) per set
 
@@ -58,13 +66,21 @@ class NumberPicture:
 
 @cache
 def digit_sources(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(MNIST images, labels, synthetic images, labels) for ``kind`` "dev" or "test"."""
-    from npcnn.digits.data import load_mnist  # the data set is loaded only when needed
+    """(MNIST images, labels, synthetic images, labels) for ``kind`` "train", "dev" or "test"."""
+    from npcnn.digits.data import load_mnist, train_val_split  # loaded only when needed
     from npcnn.digits.synth import synthetic_digits
 
+    if kind not in (*SETS, "train"):
+        raise ValueError(f"kind must be 'train', 'dev' or 'test', not {kind!r}")
     (x_train, y_train), (x_test, y_test) = load_mnist()
-    images, labels = (x_train, y_train) if kind == "dev" else (x_test, y_test)
-    synth = synthetic_digits(SYNTH_POOL, seed=SETS[kind][1])
+    if kind == "test":
+        images, labels = x_test, y_test
+    else:
+        learn, held_out = train_val_split(x_train, y_train, VAL_SIZE, VAL_SEED)
+        images, labels = learn if kind == "train" else held_out
+    synth = synthetic_digits(
+        SYNTH_POOL, seed=TRAIN_SYNTH_SEED if kind == "train" else SETS[kind][1]
+    )
     return images, labels, synth.images, synth.labels
 
 
@@ -100,8 +116,18 @@ def place_touching(canvas: np.ndarray, glyph: np.ndarray, right: int, y: int, ba
     return x
 
 
-def make_number(rng: np.random.Generator, kind: str, category: str) -> NumberPicture:
-    """One picture of a number of ``category``, its digits drawn from ``kind``'s sources."""
+def make_number(
+    rng: np.random.Generator,
+    kind: str,
+    category: str,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+) -> NumberPicture:
+    """One picture of a number of ``category``, its digits drawn from ``kind``'s sources.
+
+    ``augment`` (training only: ``augment.augmenter``'s function) changes each 28x28 digit before
+    it is placed - tilt, slant, stroke, elastic wobble - so that a reader trained on these pictures
+    sees each MNIST digit written in more than one way.  The development and test sets use none.
+    """
     images, labels, synth_images, synth_labels = digit_sources(kind)
     count = int(rng.integers(2, 9))
     base = int(rng.integers(40, 121))
@@ -113,6 +139,8 @@ def make_number(rng: np.random.Generator, kind: str, category: str) -> NumberPic
         else:
             k = int(rng.integers(len(labels)))
             image, label = images[k], int(labels[k])
+        if augment is not None:
+            image = _augmented(image, augment, rng)
         scale = rng.uniform(0.6, 1.0) if category == "mixed" else rng.uniform(0.95, 1.05)
         glyphs.append(scaled_digit(image, max(12, round(base * scale))))
         text += str(label)
@@ -153,6 +181,18 @@ def make_number(rng: np.random.Generator, kind: str, category: str) -> NumberPic
             sx = int(rng.integers(0, canvas.shape[1] - size))
             canvas[sy : sy + size, sx : sx + size] = 1.0
     return NumberPicture(_paint(canvas, rng), text, category, tuple(boxes))
+
+
+def _augmented(
+    image: np.ndarray,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A 28x28 uint8 digit changed by ``augment``; the digit itself if the change left no ink."""
+    changed = augment(image[None].astype(np.float32) / 255.0, rng)[0]
+    if changed.max() <= 0.1:
+        return image
+    return np.round(changed * 255.0).astype(np.uint8)
 
 
 def _paint(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:

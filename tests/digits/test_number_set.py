@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from npcnn.digits.number_set import CATEGORIES, number_set
+from npcnn.digits.augment import augmenter
+from npcnn.digits.number_set import CATEGORIES, digit_sources, make_number, number_set
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +60,32 @@ def test_touching_digits_touch_and_spaced_ones_do_not(dev) -> None:
 def test_an_unknown_set_is_refused() -> None:
     with pytest.raises(ValueError, match="kind"):
         number_set("train", 3)
+
+
+def test_the_number_reader_never_learns_the_dev_sets_digits() -> None:
+    """The digits "train" (what train_number_reader.py learns from) and "dev" (what is tuned on)
+    split MNIST's training digits as train_model.py's validation split does."""
+    train_images, train_labels, train_synth, _ = digit_sources("train")
+    dev_images, dev_labels, dev_synth, _ = digit_sources("dev")
+    test_images, _, _, _ = digit_sources("test")
+    assert (len(train_images), len(dev_images), len(test_images)) == (55_000, 5_000, 10_000)
+    share = np.bincount(np.concatenate([train_labels, dev_labels])) / 12  # 5,000 of 60,000
+    assert np.abs(np.bincount(dev_labels) - share).max() <= 1  # stratified: each digit its share
+    learnt = {image.tobytes() for image in train_images}
+    assert sum(image.tobytes() in learnt for image in dev_images) == 0
+    assert not np.array_equal(train_synth, dev_synth)  # synthetic digits of their own seed
+
+
+def test_training_pictures_change_every_digit_before_placing_it() -> None:
+    calls = []
+
+    def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        calls.append(batch.shape)
+        return augmenter(1.0)(batch, rng)
+
+    picture = make_number(np.random.default_rng(5), "train", "plain", augment)
+    assert calls == [(1, 28, 28)] * len(picture.text)
+    assert len(picture.boxes) == len(picture.text)
+    plain = make_number(np.random.default_rng(5), "train", "plain")
+    assert plain.text[0] == picture.text[0]  # the same first digit, written differently
+    assert not np.array_equal(plain.pixels, picture.pixels)
