@@ -63,6 +63,7 @@ PAIR_OFF_CENTRE = 0.4  # ... at least this x their distance from both -> class 1
 RUN_LEVEL = 0.7  # a digit is read where s(x) = 1 - P(no digit) stays at least this high
 DIP = 0.8  # ... split where s dips below this x the highest s on either side
 MIN_GROUP = 2  # ... or where the most probable digit changes between groups of this many windows
+BOX_REACH = 0.5  # a digit's box reaches this many heights past its windows (not past halfway)
 INK_LEVEL = 0.2  # a pixel at least this bright counts as ink for the columns' extents
 
 
@@ -293,11 +294,12 @@ def training_windows(
 def _digit_box(
     line: Line, centres: np.ndarray, found: list[WindowDigit], k: int
 ) -> tuple[int, int, int, int]:
-    """Digit ``k``'s box in line pixels: the inked columns from its first window's centre to its
-    last's, widened by ``BAND`` line heights but not past halfway to its neighbours, and the ink's
-    rows there."""
+    """Digit ``k``'s box in line pixels: the ink from halfway to its left neighbour to halfway to
+    its right one (its windows' centres), at most ``BOX_REACH`` line heights beyond its own first
+    and last windows, and the rows that ink spans.  A digit's windows are only those centred on
+    it, so the box must reach past them to hold a wide digit (a 0, a 7's bar) whole."""
     digit = found[k]
-    reach = BAND * DIGIT_PX
+    reach = BOX_REACH * DIGIT_PX
     left = centres[digit.first] - reach
     right = centres[digit.last] + reach
     if k > 0:
