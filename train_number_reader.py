@@ -39,7 +39,7 @@ DEFAULTS = {
     "epochs": 4,
     "arch": "shipped",
     "lr": 3e-3,
-    "augment_strength": 0.0,
+    "augment_strength": 1.0,
 }
 
 

@@ -71,7 +71,7 @@ from npcnn.errors import ConfigError, ModelFileError, NpcnnError
 NUMBER_READER_FILE = "number_reader.npz"  # the window reader's weights, beside the model's
 # "auto" number reading: the windows' reading is kept without a second look when its confidence
 # is at least this (tuned on the development number set: python evaluate_numbers.py --set dev)
-WINDOW_TRUST = 0.3
+WINDOW_TRUST = 0.5
 LOW_CONFIDENCE = 0.6  # below this top probability the page says "not sure"
 VERSION_DIGITS = 12  # hex digits of the weights' sha256 that name a model version
 NOT_A_DIGIT = 10  # class 10 of an 11-output model: "that is not a digit" (npcnn.digits.synth)
