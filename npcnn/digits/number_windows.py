@@ -60,8 +60,8 @@ CENTRED = 0.08  # training: within this many local heights of a digit's centre -
 OFF_CENTRE = 0.22  # ... at least this far from every digit's centre -> class 10
 PAIR_CENTRED = 0.2  # ... between two close digits: within this x their distance -> the digit
 PAIR_OFF_CENTRE = 0.4  # ... at least this x their distance from both -> class 10
-RUN_LEVEL = 0.7  # a digit is read where s(x) = 1 - P(no digit) stays at least this high
-DIP = 0.8  # ... split where s dips below this x the highest s on either side
+RUN_LEVEL = 0.8  # a digit is read where s(x) = 1 - P(no digit) stays at least this high
+DIP = 0.9  # ... split where s dips below this x the highest s on either side
 MIN_GROUP = 2  # ... or where the most probable digit changes between groups of this many windows
 BOX_REACH = 0.5  # a digit's box reaches this many heights past its windows (not past halfway)
 INK_LEVEL = 0.2  # a pixel at least this bright counts as ink for the columns' extents
