@@ -23,11 +23,11 @@ so two digits whose strokes cross are read as two.
 The network is trained (``train_number_reader.py``) on windows cut the same way from the
 project's own number pictures (``number_set.make_number`` with the "train" digits: MNIST's
 training digits outside the validation split, which the development set is made of, and
-synthetic ones, each augmented before it is placed), labelled from the known digit boxes: a digit's class when the window's centre
-is within ``CENTRED`` local heights of that digit's centre, class 10 when it is at least
-``OFF_CENTRE`` from every digit's centre, and left out in between; between two digits closer
-together than that, the limits shrink with their distance (``PAIR_CENTRED``,
-``PAIR_OFF_CENTRE``), so that halfway between two close 1s means "no digit".
+synthetic ones, each augmented before it is placed), labelled from the known digit boxes: a
+digit's class when the window's centre is within ``CENTRED`` local heights of that digit's
+centre, class 10 when it is at least ``OFF_CENTRE`` from every digit's centre, and left out in
+between; between two digits closer together than that, the limits shrink with their distance
+(``PAIR_CENTRED``, ``PAIR_OFF_CENTRE``), so that halfway between two close 1s means "no digit".
 """
 
 from __future__ import annotations
