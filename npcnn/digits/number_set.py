@@ -42,7 +42,6 @@ from scipy import ndimage
 CATEGORIES = ("plain", "spaced", "touching", "overlapping", "mixed", "sloping")
 SETS = {"dev": (1, 101), "test": (2, 202)}  # kind -> (default seed, synthetic digits' seed)
 TRAIN_SYNTH_SEED = 303  # the synthetic digits of "train"
-VAL_SIZE, VAL_SEED = 5000, 0  # the validation split of train_model.py's defaults
 SYNTH_FRACTION = 0.25  # of the digits are the project's synthetic ones
 SYNTH_POOL = 2000  # synthetic digits made (and cached) per set
 
@@ -76,7 +75,8 @@ def digit_sources(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     if kind == "test":
         images, labels = x_test, y_test
     else:
-        learn, held_out = train_val_split(x_train, y_train, VAL_SIZE, VAL_SEED)
+        # train_val_split's defaults (5,000 images, seed 0) are train_model.py's defaults
+        learn, held_out = train_val_split(x_train, y_train)
         images, labels = learn if kind == "train" else held_out
     synth = synthetic_digits(
         SYNTH_POOL, seed=TRAIN_SYNTH_SEED if kind == "train" else SETS[kind][1]
