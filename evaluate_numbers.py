@@ -18,7 +18,8 @@ single pictures, read through ``Recogniser.read_digit`` (``/api/predict``'s path
 ``to_mnist`` + ``model.predict`` (the single-digit path before number reading changed): the two
 must agree on every picture.
 
-Tune on ``--set dev`` (MNIST training digits); report ``--set test`` (MNIST test digits) only::
+Tune on ``--set dev`` (the 5,000 MNIST training digits held out for validation, which no
+network learns from); report ``--set test`` (MNIST test digits) only::
 
     python evaluate_numbers.py --set dev --count 300
     python evaluate_numbers.py --set test --count 1200 --weights weights/mnist_cnn.npz

@@ -206,9 +206,9 @@ def _paint(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def number_set(kind: str = "dev", count: int = 300, seed: int | None = None) -> list[NumberPicture]:
-    """``count`` pictures of numbers from ``kind`` "dev" (MNIST training digits: tune on these)
-    or "test" (MNIST test digits: report only), the categories in turn.  Deterministic: ``seed``
-    (default: the set's own) fixes everything."""
+    """``count`` pictures of numbers from ``kind`` "dev" (the held-out MNIST training digits:
+    tune on these) or "test" (MNIST test digits: report only), the categories in turn.
+    Deterministic: ``seed`` (default: the set's own) fixes everything."""
     if kind not in SETS:
         raise ValueError(f"kind must be one of {sorted(SETS)}, got {kind!r}")
     rng = np.random.default_rng(SETS[kind][0] if seed is None else seed)
