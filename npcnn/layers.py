@@ -223,7 +223,8 @@ class MaxPool2D(Layer):
     """Max pooling: each output is the largest input of its ``size x size`` window.
 
     The derivative of ``max`` is 1 for the winning input and 0 for the others, so ``backward``
-    routes each output gradient to the arg-max of its window only (recorded in ``forward``).
+    routes each output gradient to the arg-max of its window only (recorded in ``forward`` when
+    training; a prediction computes the maxima alone, and a ``backward`` after it finds them).
     Rows or columns left over when the window does not tile the input get no gradient.
     """
 
@@ -245,12 +246,18 @@ class MaxPool2D(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = channels_last(x)  # (N, H, W, C)
-        out, argmax = kernels.maxpool_forward(x, self.size, self.stride)  # (N, OH, OW, C)
-        self._cache = (x.shape, argmax)
+        if training:  # the maxima and where they were, for backward
+            out, argmax = kernels.maxpool_forward(x, self.size, self.stride)  # (N, OH, OW, C)
+            self._cache = (x.shape, argmax, None)
+        else:  # prediction: the maxima alone (several times faster); x kept for ``inspect``
+            out = kernels.maxpool_values(x, self.size, self.stride)
+            self._cache = (x.shape, None, x)
         return channels_first(out)
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray:
-        x_shape, argmax = self._cache
+        x_shape, argmax, x = self._cache
+        if argmax is None:  # forward ran for a prediction: find where the maxima were now
+            argmax = kernels.maxpool_forward(x, self.size, self.stride)[1]
         grad = channels_last(grad_out)
         return channels_first(
             kernels.maxpool_backward(grad, argmax, x_shape, self.size, self.stride)

@@ -41,6 +41,7 @@ KERNEL_NAMES = (
     "dense_forward",
     "dense_backward",
     "maxpool_forward",
+    "maxpool_values",
     "maxpool_backward",
     "relu_forward",
     "relu_backward",

@@ -310,6 +310,24 @@ def maxpool_forward(x: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, 
     return out, argmax
 
 
+def maxpool_values(x: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """``maxpool_forward``'s output alone: the window maxima without where they were.
+
+    Prediction needs nothing more (only a pass backward reads the positions), and keeping the
+    running maximum alone is a single ``np.maximum`` per window offset, a few images at a time
+    as above.
+    """
+    n, h, w, c = x.shape
+    oh, ow = window_output_size(h, size, stride), window_output_size(w, size, stride)
+    out = np.empty((n, oh, ow, c), dtype=x.dtype)
+    for images in _chunks(n, x[0].nbytes, POOL_CHUNK_BYTES):
+        best = out[images]  # a view to fill
+        np.copyto(best, _window_slab(x[images], 0, 0, stride, oh, ow))
+        for k in range(1, size * size):
+            np.maximum(best, _window_slab(x[images], k // size, k % size, stride, oh, ow), out=best)
+    return out
+
+
 def maxpool_backward(
     grad_out: np.ndarray,
     argmax: np.ndarray,

@@ -101,6 +101,7 @@ def test_maxpool_forward_is_the_window_maximum(backend, problem):
             window = x[:, i * stride : i * stride + size, j * stride : j * stride + size, :]
             np.testing.assert_array_equal(out[:, i, j, :], window.max(axis=(1, 2)))
     assert argmax.max() < size * size
+    np.testing.assert_array_equal(kernels.maxpool_values(x, size, stride), out)
 
 
 @given(pool_problems(), st.integers(0, 2**32 - 1))
@@ -117,6 +118,20 @@ def test_maxpool_backward_conserves_gradient_mass(backend, problem, seed):
     assert receivers.sum() <= out.size
     # An input that received gradient is the maximum of some window containing it.
     assert np.isin(x[receivers], out).all()
+
+
+@given(pool_problems(), st.integers(0, 2**32 - 1))
+def test_maxpool_layer_predicting_gives_the_training_output_and_gradient(backend, problem, seed):
+    """A prediction keeps the maxima alone (``maxpool_values``); a backward after it (as in
+    ``Sequential.inspect``) finds their positions and routes the gradient as training does."""
+    x, size, stride = problem
+    x = x.transpose(0, 3, 1, 2)
+    layer = MaxPool2D(size, stride)
+    trained_out = layer.forward(x, training=True)
+    grad = np.random.default_rng(seed).standard_normal(trained_out.shape)
+    trained_grad = layer.backward(grad)
+    np.testing.assert_array_equal(layer.forward(x, training=False), trained_out)
+    np.testing.assert_array_equal(layer.backward(grad), trained_grad)
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="Numba is not installed")
@@ -152,6 +167,8 @@ def test_numba_maxpool_equals_numpy(problem, strided, dtype):
     out_ref, arg_ref = numpy_ref.maxpool_forward(x, size, stride)
     out, arg = numba_kernels.maxpool_forward(x, size, stride)
     np.testing.assert_array_equal(out, out_ref)
+    np.testing.assert_array_equal(numba_kernels.maxpool_values(x, size, stride), out_ref)
+    np.testing.assert_array_equal(numpy_ref.maxpool_values(x, size, stride), out_ref)
     np.testing.assert_array_equal(arg, arg_ref)
     grad = np.random.default_rng(0).standard_normal(out.shape).astype(dtype)
     np.testing.assert_allclose(
@@ -175,10 +192,12 @@ def test_numpy_maxpool_in_chunks_of_images_equals_one_chunk(problem, budget, see
         grad_x = numpy_ref.maxpool_backward(grad, argmax, x.shape, size, stride)
         numpy_ref.POOL_CHUNK_BYTES = budget  # often one image a step
         out_c, argmax_c = numpy_ref.maxpool_forward(x, size, stride)
+        values_c = numpy_ref.maxpool_values(x, size, stride)
         grad_x_c = numpy_ref.maxpool_backward(grad, argmax, x.shape, size, stride)
     finally:
         numpy_ref.POOL_CHUNK_BYTES = default
     np.testing.assert_array_equal(out_c, out)
+    np.testing.assert_array_equal(values_c, out)
     np.testing.assert_array_equal(argmax_c, argmax)
     np.testing.assert_array_equal(grad_x_c, grad_x)
 

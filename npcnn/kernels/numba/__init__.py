@@ -36,7 +36,7 @@ from .dense import dense_backward, dense_forward
 from .elementwise import relu_backward, relu_forward
 from .normalisation import batchnorm_backward, batchnorm_forward, column_mean_var
 from .optimizers import adam_update
-from .pooling import maxpool_backward, maxpool_forward
+from .pooling import maxpool_backward, maxpool_forward, maxpool_values
 from .sampling import sample_bilinear
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "im2col",
     "maxpool_backward",
     "maxpool_forward",
+    "maxpool_values",
     "relu_backward",
     "relu_forward",
     "sample_bilinear",
