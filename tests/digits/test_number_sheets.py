@@ -25,8 +25,9 @@ def test_sheets_hold_the_sampled_pictures_and_the_key_their_numbers(tmp_path) ->
     assert [p.name for p in paths] == ["sheet0.png"]
     assert Image.open(paths[0]).size == (1160, 800)
     key = json.loads((tmp_path / "key.json").read_text())
-    assert key["numbers"] == [p.text for p in sample.pictures()]
-    assert all(p.category == "touching" for p in sample.pictures())
+    pictures = sample.pictures()
+    assert key["numbers"] == [p.text for p in pictures]
+    assert all(p.category == "touching" for p in pictures)
     assert number_sheets.Sample(**key["sample"]) == sample  # the key makes the pictures again
 
 
