@@ -10,7 +10,9 @@ development set's digits are never learnt from) and synthetic ones, with seeds o
 ``--augment-strength``) before it is placed; each is cut into labelled windows exactly as
 the reader cuts a picture (``number_windows.training_windows``).  Both cores make them.  A
 separate set of pictures (``VAL_SEED``) gives the validation accuracy printed after each epoch.
-How well the trained reader reads numbers: ``python evaluate_numbers.py --set dev``.
+How well the trained reader reads numbers: ``python evaluate_numbers.py --set dev``.  A new
+reader needs its own number chooser: ``python tune_number_chooser.py`` (until then the app
+ignores the old one, fitted for the previous reader, and says so in its log).
 """
 
 from __future__ import annotations

@@ -56,8 +56,9 @@ import numpy as np
 from PIL import Image
 
 import npcnn
-from npcnn.digits import analysis, number_windows, numbers
+from npcnn.digits import analysis, number_choice, number_windows, numbers
 from npcnn.digits.errors import ImageError, NoInkError
+from npcnn.digits.number_choice import WINDOW_TRUST
 from npcnn.digits.numbers import MAX_DIGITS, TooManyMarksError
 from npcnn.digits.preprocess import (
     InkImage,
@@ -69,9 +70,6 @@ from npcnn.digits.preprocess import (
 from npcnn.errors import ConfigError, ModelFileError, NpcnnError
 
 NUMBER_READER_FILE = "number_reader.npz"  # the window reader's weights, beside the model's
-# "auto" number reading: the windows' reading is kept without a second look when its confidence
-# is at least this (tuned on the development number set: python evaluate_numbers.py --set dev)
-WINDOW_TRUST = 0.5
 LOW_CONFIDENCE = 0.6  # below this top probability the page says "not sure"
 VERSION_DIGITS = 12  # hex digits of the weights' sha256 that name a model version
 NOT_A_DIGIT = 10  # class 10 of an 11-output model: "that is not a digit" (npcnn.digits.synth)
@@ -199,9 +197,11 @@ class Recogniser:
         observe: StageObserver | None = None,
         number_reader: npcnn.Sequential | None = None,
         number_reader_version: str | None = None,
+        chooser: number_choice.Chooser | None = None,
     ) -> None:
         self.model = model
         self.number_reader = number_reader
+        self.chooser = chooser
         self.number_reader_version = number_reader_version or (
             None if number_reader is None else parameters_version(number_reader)
         )
@@ -234,6 +234,21 @@ class Recogniser:
         if "number_reader" not in options and reader_path.is_file():
             options["number_reader"] = npcnn.load(reader_path)
             options["number_reader_version"] = model_version(reader_path.read_bytes())
+        chooser_path = path.with_name(number_choice.CHOOSER_FILE)
+        if "chooser" not in options and "number_reader_version" in options:
+            if chooser_path.is_file():
+                chooser = number_choice.Chooser.load(chooser_path)
+                fitted_for = {
+                    "digit_model": model_version(data),
+                    "number_reader": options["number_reader_version"],
+                }
+                if chooser.fitted_for == fitted_for:
+                    options["chooser"] = chooser
+                else:
+                    log.warning(
+                        "%s was fitted for other networks (%s, not %s): not used; refit it with "
+                        "tune_number_chooser.py", chooser_path, chooser.fitted_for, fitted_for,
+                    )  # fmt: skip
         return cls(model, version=model_version(data), weights_file=path.name, **options)
 
     @property
@@ -376,10 +391,11 @@ class Recogniser:
 
         ``"segmentation"``: the ink proposes cuts and the digit model scores the candidates
         (``numbers``); ``"windows"``: the number reader reads a window sliding along the line
-        (``number_windows``); ``"auto"`` (with a number reader): the windows' reading when its
-        confidence is at least ``WINDOW_TRUST``, otherwise the more confident of the two.  The
-        ink, candidates and windows are the ``preprocess`` stage, the networks the ``model``
-        stage."""
+        (``number_windows``); ``"auto"`` (with a number reader): the windows' reading when it is
+        confident (``number_choice.needs_second_look`` with a chooser, else a confidence of at
+        least ``WINDOW_TRUST``); otherwise segmentation reads the picture too, and where the two
+        disagree the chooser decides (``choose``).  The ink, candidates and windows are the
+        ``preprocess`` stage, the networks the ``model`` stage."""
         if method == "auto" and self.number_reader is None:
             method = "segmentation"
         if method not in ("auto", "windows", "segmentation"):
@@ -388,16 +404,45 @@ class Recogniser:
             raise ConfigError("reading by windows needs a number reader (train_number_reader.py)")
         with self._stage("preprocess"):
             ink = find_ink(open_picture(data))
-        if method != "segmentation":
-            by_windows = number_windows.read_number(ink, self._predict_windows)
-            if method == "windows" or by_windows.confidence >= WINDOW_TRUST:
+        if method == "segmentation":
+            return self._read_by_segments(ink)
+        by_windows = number_windows.read_number(ink, self._predict_windows)
+        if method == "windows":
+            return by_windows
+        if self.chooser is None:
+            if by_windows.confidence >= WINDOW_TRUST:
                 return by_windows
+        elif not number_choice.needs_second_look(by_windows):
+            return by_windows
+        try:
+            by_segments = self._read_by_segments(ink)
+        except NoInkError:  # segmentation finds nothing to read where the windows found digits
+            return by_windows
+        return self.choose(by_windows, by_segments)
+
+    def _read_by_segments(self, ink: InkImage) -> numbers.NumberReading:
         with self._stage("preprocess"):
             candidates = numbers.number_candidates(ink)
-        by_segments = numbers.choose_reading(candidates, self._predict(candidates.images[:, None]))
-        if method == "auto" and by_windows.confidence >= by_segments.confidence:
+        return numbers.choose_reading(candidates, self._predict(candidates.images[:, None]))
+
+    def choose(
+        self, by_windows: numbers.NumberReading, by_segments: numbers.NumberReading
+    ) -> numbers.NumberReading:
+        """The better of two readings of one picture: the windows' if they agree; otherwise the
+        chooser's pick (``number_choice``), or without one the more confident reading."""
+        if by_windows.number == by_segments.number:
             return by_windows
-        return by_segments
+        if self.chooser is None:
+            return by_windows if by_windows.confidence >= by_segments.confidence else by_segments
+        features = number_choice.reading_features(
+            by_windows, by_segments, self.digit_probabilities(by_windows)
+        )
+        return by_segments if self.chooser.prefers_segments(features) else by_windows
+
+    def digit_probabilities(self, reading: numbers.NumberReading) -> np.ndarray:
+        """The digit model's probabilities (D, K) for each digit's own image in ``reading``."""
+        images = np.stack([d.image for d in reading.digits])[:, None]
+        return self._predict(images)
 
     def _predict_windows(self, batch: np.ndarray) -> np.ndarray:
         """The number reader's ``predict`` of a (N, 1, 28, 28) batch (the ``model`` stage)."""

@@ -1,0 +1,187 @@
+"""``npcnn.digits.number_choice``: the learned choice between the windows' and segmentation's
+readings - its features on constructed readings, the logistic regression's fit, the file, and
+how ``Recogniser`` uses it.  How much it helps is measured by ``tune_number_chooser.py`` and
+``evaluate_numbers.py``, not here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_numbers import png, written
+
+from npcnn.digits import number_choice as nc
+from npcnn.digits.numbers import NumberDigit, NumberReading
+from npcnn.digits.recogniser import NUMBER_READER_FILE, Recogniser, model_version
+from npcnn.errors import ModelFileError
+
+ROOT = Path(__file__).resolve().parents[2]
+WEIGHTS = ROOT / "weights" / "mnist_cnn.npz"
+
+
+def one_hot(digit: int, p: float) -> np.ndarray:
+    """11 probabilities: ``p`` on ``digit``, the rest spread evenly."""
+    probabilities = np.full(11, (1 - p) / 10)
+    probabilities[digit] = p
+    return probabilities
+
+
+def reading(digits: str, p: float, boxes: list[tuple[int, int, int, int]]) -> NumberReading:
+    parts = [
+        NumberDigit(np.zeros((28, 28), np.float32), one_hot(int(d), p), int(d), box)
+        for d, box in zip(digits, boxes, strict=True)
+    ]
+    return NumberReading(parts, p ** len(digits), None, (300, 100))
+
+
+def test_the_features_say_what_each_reading_says_about_itself() -> None:
+    by_windows = reading("17", 0.8, [(0, 0, 20, 40), (30, 0, 90, 40)])  # the 7's box 1.5 wide
+    by_segments = reading("117", 0.9, [(0, 0, 20, 40), (30, 0, 50, 40), (55, 0, 90, 40)])
+    digit_model = np.array([one_hot(1, 0.99), one_hot(4, 0.6)])  # reads the "7" as a 4
+    digit_model[1, 10] += 0.2
+    digit_model[1, 4] -= 0.2
+    x = dict(zip(nc.FEATURES, nc.reading_features(by_windows, by_segments, digit_model),
+                 strict=True))  # fmt: skip
+    assert x["log_windows_confidence"] == pytest.approx(2 * math.log(0.8))
+    assert x["log_segments_confidence"] == pytest.approx(3 * math.log(0.9))
+    assert x["length_difference"] == -1
+    assert x["digit_model_log_probability"] == pytest.approx(
+        math.log(0.99) + math.log(digit_model[1, 7])
+    )
+    assert x["digit_model_refusal"] == pytest.approx(digit_model[1, 10])
+    assert x["digit_model_disagreement"] == 0.5
+    assert x["segments_refusal"] == pytest.approx(0.01)
+    assert x["windows_widest_box"] == pytest.approx(1.5)
+    assert x["segments_widest_box"] == pytest.approx(35 / 40)
+    assert x["windows_no_digit"] == pytest.approx(0.02)
+    assert x["windows_trusted"] == 1.0
+
+
+def test_without_a_segmentation_reading_its_features_are_the_worst_possible() -> None:
+    by_windows = reading("5", 0.3, [(0, 0, 20, 40)])
+    x = dict(zip(nc.FEATURES, nc.reading_features(by_windows, None, one_hot(5, 0.9)[None]),
+                 strict=True))  # fmt: skip
+    assert x["log_segments_confidence"] == pytest.approx(math.log(1e-9))
+    assert x["length_difference"] == 1 and x["windows_trusted"] == 0.0
+
+
+def test_the_fit_learns_a_rule_it_can_apply_to_new_pictures() -> None:
+    rng = np.random.default_rng(0)
+
+    def pictures(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(n, len(nc.FEATURES)))
+        # segmentation is right when it is surer than the windows, up to some noise
+        return x, (x[:, 1] - x[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(float)
+
+    x, y = pictures(400)
+    chooser = nc.fit_chooser(x, y, {"digit_model": "a", "number_reader": "b"})
+    assert chooser.weights[1] > 1 and chooser.weights[0] < -1  # the two that matter
+    assert max(abs(w) for w in chooser.weights[2:]) < 0.5 * chooser.weights[1]
+    x_new, y_new = pictures(400)
+    right = [chooser.prefers_segments(row) == bool(label) for row, label in zip(x_new, y_new,
+                                                                                 strict=True)]  # fmt: skip
+    assert np.mean(right) > 0.9
+
+
+def test_a_fit_needs_one_feature_row_per_label() -> None:
+    with pytest.raises(ValueError):
+        nc.fit_chooser(np.zeros((5, 3)), np.zeros(5), {})
+
+
+def test_a_chooser_survives_its_file_and_a_bad_file_is_refused(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, len(nc.FEATURES)))
+    chooser = nc.fit_chooser(x, (x[:, 0] > 0).astype(float), {"digit_model": "a"})
+    path = tmp_path / nc.CHOOSER_FILE
+    chooser.save(path)
+    again = nc.Chooser.load(path)
+    assert again == chooser
+    assert again.probability_segments_right(x[0]) == chooser.probability_segments_right(x[0])
+    data = json.loads(path.read_text())
+    for broken in ("{not json", json.dumps({**data, "weights": data["weights"][:-1]}),
+                   json.dumps({**data, "features": ["something", "else"]}),
+                   json.dumps({k: v for k, v in data.items() if k != "bias"})):  # fmt: skip
+        path.write_text(broken)
+        with pytest.raises(ModelFileError):
+            nc.Chooser.load(path)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Recogniser:
+    if not (WEIGHTS.with_name(nc.CHOOSER_FILE).is_file()):
+        pytest.skip("no shipped number chooser")
+    return Recogniser.from_file(WEIGHTS)
+
+
+def test_the_shipped_chooser_was_fitted_for_the_shipped_networks(shipped) -> None:
+    assert shipped.chooser is not None
+    reader_version = model_version((WEIGHTS.with_name(NUMBER_READER_FILE)).read_bytes())
+    assert shipped.chooser.fitted_for == {
+        "digit_model": shipped.version,
+        "number_reader": reader_version,
+    }
+
+
+def test_a_chooser_fitted_for_other_networks_is_not_used(tmp_path, caplog) -> None:
+    for name in (WEIGHTS.name, NUMBER_READER_FILE):
+        shutil.copy(WEIGHTS.with_name(name), tmp_path / name)
+    chooser = nc.Chooser(nc.FEATURES, (0.0,) * 11, (1.0,) * 11, (0.0,) * 11, 0.0,
+                         {"digit_model": "0123456789ab", "number_reader": "ba9876543210"})  # fmt: skip
+    chooser.save(tmp_path / nc.CHOOSER_FILE)
+    with caplog.at_level(logging.WARNING):
+        recogniser = Recogniser.from_file(tmp_path / WEIGHTS.name)
+    assert recogniser.chooser is None
+    assert "fitted for other networks" in caplog.text
+
+
+def _always(segments: bool) -> nc.Chooser:
+    """A chooser that always prefers segmentation (or never): only its bias speaks."""
+    return nc.Chooser(nc.FEATURES, (0.0,) * 11, (1.0,) * 11, (0.0,) * 11,
+                      50.0 if segments else -50.0, {})  # fmt: skip
+
+
+def test_the_chooser_decides_only_where_the_readings_differ(shipped) -> None:
+    by_windows = reading("17", 0.6, [(0, 0, 20, 40), (30, 0, 60, 40)])
+    by_segments = reading("71", 0.6, [(0, 0, 20, 40), (30, 0, 60, 40)])
+    same = reading("17", 0.9, [(0, 0, 20, 40), (30, 0, 60, 40)])
+    recogniser = Recogniser(shipped.model, number_reader=shipped.number_reader,
+                            chooser=_always(True))  # fmt: skip
+    assert recogniser.choose(by_windows, by_segments) is by_segments
+    assert recogniser.choose(by_windows, same) is by_windows  # they agree: no question
+    recogniser.chooser = _always(False)
+    assert recogniser.choose(by_windows, by_segments) is by_windows
+
+
+def test_auto_asks_segmentation_only_when_the_windows_are_unsure(shipped, monkeypatch) -> None:
+    data = png(written("2026"))
+    answers = {m: shipped.segment_number(data, m) for m in ("windows", "segmentation")}
+    asked: list[str] = []
+    original = shipped._read_by_segments
+    monkeypatch.setattr(shipped, "_read_by_segments",
+                        lambda ink: asked.append("segments") or original(ink))  # fmt: skip
+    reading_ = shipped.segment_number(data)
+    sure = not nc.needs_second_look(answers["windows"])
+    assert asked == ([] if sure else ["segments"])
+    assert reading_.number == "2026"
+
+
+def test_a_small_tuning_run_fits_and_saves_a_chooser(tmp_path, monkeypatch, capsys) -> None:
+    if not (WEIGHTS.with_name(NUMBER_READER_FILE).is_file()):
+        pytest.skip("no shipped number reader")
+    monkeypatch.syspath_prepend(str(ROOT))
+    import tune_number_chooser
+
+    out = tmp_path / nc.CHOOSER_FILE
+    args = ["--count", "40", "--fit-seeds", "21,22,23", "--check-seeds", "1", "--workers", "1"]
+    assert tune_number_chooser.main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "check 1" in printed and "looks twice" in printed
+    chooser = nc.Chooser.load(out)
+    assert chooser.fitted_for["digit_model"] == model_version(WEIGHTS.read_bytes())
+    with pytest.raises(SystemExit):  # a seed may not be both fitted on and checked on
+        tune_number_chooser.main(["--fit-seeds", "1,2", "--check-seeds", "2"])
