@@ -32,22 +32,28 @@ from npcnn.digits import number_choice
 from npcnn.digits.errors import ImageError
 from npcnn.digits.number_choice import WINDOW_TRUST
 from npcnn.digits.number_set import number_set
-from npcnn.digits.recogniser import Recogniser
+from npcnn.digits.preprocess import find_ink
+from npcnn.digits.recogniser import Recogniser, open_picture
 
 HERE = Path(__file__).resolve().parent
 
 
 @dataclass
 class Unsure:
-    """One development picture: its readings (by segmentation only when the windows'
-    confidence is under ``FIT_GATE``), whether the app would look twice, and the features."""
+    """One development picture: the first reader's reading and confidence; when its confidence
+    is under ``FIT_GATE`` or the app would look twice (``second_look``), also the windows'
+    reading the chooser sees (both readers together, with a second reader), segmentation's
+    reading and confidence, and the features."""
 
     seed: int
     truth: str
-    by_windows: str
-    by_segments: str | None
-    second_look: bool
-    features: np.ndarray
+    first: str
+    first_confidence: float
+    second_look: bool = False
+    by_windows: str = ""
+    by_segments: str | None = None
+    segments_confidence: float = 0.0
+    features: np.ndarray | None = None
 
 
 def read_seed(weights: str, seed: int, count: int) -> tuple[int, list[Unsure]]:
@@ -57,26 +63,28 @@ def read_seed(weights: str, seed: int, count: int) -> tuple[int, list[Unsure]]:
     unsure = []
     pictures = number_set("dev", count, seed)
     for picture in pictures:
-        png = picture.png()
         try:
-            by_windows = recogniser.segment_number(png, "windows")
+            ink = find_ink(open_picture(picture.png()))
+            by_windows = recogniser.read_by_windows(ink)
         except ImageError:
             continue  # counted as a miss by both rules alike
-        second_look = number_choice.needs_second_look(by_windows)
-        if by_windows.confidence >= number_choice.FIT_GATE and not second_look:
-            unsure.append(Unsure(seed, picture.text, by_windows.number, None, False, np.array([])))
+        row = Unsure(seed, picture.text, by_windows.number, by_windows.confidence)
+        unsure.append(row)
+        row.second_look = number_choice.needs_second_look(by_windows)
+        if by_windows.confidence >= number_choice.FIT_GATE and not row.second_look:
             continue
+        if recogniser.second_reader is not None:  # as the app reads when it looks twice
+            by_windows = recogniser.read_by_windows(ink, both_readers=True)
         try:
-            by_segments = recogniser.segment_number(png, "segmentation")
+            by_segments = recogniser.read_by_segments(ink)
         except ImageError:
             by_segments = None
-        features = number_choice.reading_features(
+        row.features = number_choice.reading_features(
             by_windows, by_segments, recogniser.digit_probabilities(by_windows)
         )
-        segments_number = by_segments.number if by_segments is not None else ""
-        unsure.append(
-            Unsure(seed, picture.text, by_windows.number, segments_number, second_look, features)
-        )
+        row.by_windows = by_windows.number
+        row.by_segments = by_segments.number if by_segments is not None else ""
+        row.segments_confidence = by_segments.confidence if by_segments is not None else 0.0
     return len(pictures), unsure
 
 
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [
         row for seed in fit_seeds for row in by_seed[seed][1]
-        if row.by_segments is not None and np.exp(row.features[0]) < number_choice.FIT_GATE
+        if row.by_segments is not None and row.first_confidence < number_choice.FIT_GATE
     ]  # fmt: skip
     useful = [
         row for row in rows
@@ -128,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     x = np.stack([row.features for row in useful])
     y = np.array([row.by_segments == row.truth for row in useful], dtype=np.float64)
     recogniser = Recogniser.from_file(args.weights, chooser=None)
-    fitted_for = {"digit_model": recogniser.version,
-                  "number_reader": str(recogniser.number_reader_version)}  # fmt: skip
+    fitted_for = {
+        "digit_model": recogniser.version,
+        "number_reader": str(recogniser.number_reader_version),
+        "second_reader": str(recogniser.second_reader_version),
+    }
     chooser = number_choice.fit_chooser(x, y, fitted_for, l2=args.l2)
     print(f"fitted on {len(useful)} pictures of seeds {fit_seeds} where the readings differ and "
           f"one is right (segmentation right in {100 * y.mean():.0f}%)")  # fmt: skip
@@ -140,24 +151,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'bias':<30} {chooser.bias:+.3f}")
 
     def with_chooser(row: Unsure) -> str:  # as the app reads
-        if not row.second_look or row.by_segments is None or row.by_segments == row.by_windows:
+        if not row.second_look:
+            return row.first
+        if row.by_segments is None or row.by_segments == row.by_windows:
             return row.by_windows
         return row.by_segments if chooser.prefers_segments(row.features) else row.by_windows
 
-    def more_confident(row: Unsure) -> str:  # the rule without a chooser
-        if row.by_segments is None:
-            return row.by_windows
-        windows_confidence = np.exp(row.features[0])
-        segments_confidence = np.exp(row.features[1])
-        if windows_confidence >= WINDOW_TRUST or windows_confidence >= segments_confidence:
-            return row.by_windows
-        return row.by_segments
+    def more_confident(row: Unsure) -> str:  # the rule without a chooser (one reader)
+        if row.by_segments is None or row.first_confidence >= WINDOW_TRUST:
+            return row.first
+        return row.first if row.first_confidence >= row.segments_confidence else row.by_segments
 
     print(f"{'seeds':<12} {'pictures':>8} {'windows alone':>14} {'old rule':>9} {'chooser':>8}")
     for label, group in [("fit", fit_seeds), *[(f"check {s}", [s]) for s in check_seeds]]:
         count = sum(by_seed[s][0] for s in group)
         group_rows = [row for s in group for row in by_seed[s][1]]
-        print(f"{label:<12} {count:>8} {exact(group_rows, count, lambda r: r.by_windows):>13.2f}%"
+        print(f"{label:<12} {count:>8} {exact(group_rows, count, lambda r: r.first):>13.2f}%"
               f" {exact(group_rows, count, more_confident):>8.2f}%"
               f" {exact(group_rows, count, with_chooser):>7.2f}%")  # fmt: skip
     if not args.no_save:

@@ -12,7 +12,7 @@ regression on what both readings say about themselves (``FEATURES``)::
 
 fitted by ``tune_number_chooser.py`` on development number pictures (never the test set) where
 the two readings differ and exactly one is right, and saved as JSON beside the weights
-(``CHOOSER_FILE``), with the versions of the two networks it was fitted for.
+(``CHOOSER_FILE``), with the versions of the networks it was fitted for.
 
 The fitting is Newton's method on the L2-regularised log-loss (iteratively reweighted least
 squares): with ``p = sigmoid(Z w)``, the gradient is ``Z^T (p - y) / n + lambda w`` and the Hessian

@@ -70,6 +70,9 @@ from npcnn.digits.preprocess import (
 from npcnn.errors import ConfigError, ModelFileError, NpcnnError
 
 NUMBER_READER_FILE = "number_reader.npz"  # the window reader's weights, beside the model's
+# a second number reader, trained the same way on other pictures: when the first one is unsure,
+# the two read the windows together (their probabilities averaged), beside the model's too
+SECOND_READER_FILE = "number_reader_2.npz"
 LOW_CONFIDENCE = 0.6  # below this top probability the page says "not sure"
 VERSION_DIGITS = 12  # hex digits of the weights' sha256 that name a model version
 NOT_A_DIGIT = 10  # class 10 of an 11-output model: "that is not a digit" (npcnn.digits.synth)
@@ -197,10 +200,16 @@ class Recogniser:
         observe: StageObserver | None = None,
         number_reader: npcnn.Sequential | None = None,
         number_reader_version: str | None = None,
+        second_reader: npcnn.Sequential | None = None,
+        second_reader_version: str | None = None,
         chooser: number_choice.Chooser | None = None,
     ) -> None:
         self.model = model
         self.number_reader = number_reader
+        self.second_reader = second_reader if number_reader is not None else None
+        self.second_reader_version = second_reader_version or (
+            None if self.second_reader is None else parameters_version(self.second_reader)
+        )
         self.chooser = chooser
         self.number_reader_version = number_reader_version or (
             None if number_reader is None else parameters_version(number_reader)
@@ -234,6 +243,10 @@ class Recogniser:
         if "number_reader" not in options and reader_path.is_file():
             options["number_reader"] = npcnn.load(reader_path)
             options["number_reader_version"] = model_version(reader_path.read_bytes())
+            second_path = path.with_name(SECOND_READER_FILE)
+            if "second_reader" not in options and second_path.is_file():
+                options["second_reader"] = npcnn.load(second_path)
+                options["second_reader_version"] = model_version(second_path.read_bytes())
         chooser_path = path.with_name(number_choice.CHOOSER_FILE)
         if "chooser" not in options and "number_reader_version" in options:
             if chooser_path.is_file():
@@ -241,6 +254,7 @@ class Recogniser:
                 fitted_for = {
                     "digit_model": model_version(data),
                     "number_reader": options["number_reader_version"],
+                    "second_reader": str(options.get("second_reader_version")),
                 }
                 if chooser.fitted_for == fitted_for:
                     options["chooser"] = chooser
@@ -270,7 +284,7 @@ class Recogniser:
                 raise RuntimeError(f"the warm-up prediction is not probabilities: {probabilities}")
             self.explain(stroke)
             if self.number_reader is not None:
-                self._predict_windows(np.stack([stroke, stroke])[:, None])
+                self._predict_windows_together(np.stack([stroke, stroke])[:, None])
         finally:
             self._unobserved.active = False
         self.warmed_up = True
@@ -405,8 +419,8 @@ class Recogniser:
         with self._stage("preprocess"):
             ink = find_ink(open_picture(data))
         if method == "segmentation":
-            return self._read_by_segments(ink)
-        by_windows = number_windows.read_number(ink, self._predict_windows)
+            return self.read_by_segments(ink)
+        by_windows = self.read_by_windows(ink)
         if method == "windows":
             return by_windows
         if self.chooser is None:
@@ -414,13 +428,23 @@ class Recogniser:
                 return by_windows
         elif not number_choice.needs_second_look(by_windows):
             return by_windows
+        if self.second_reader is not None and self.chooser is not None:
+            by_windows = self.read_by_windows(ink, both_readers=True)
         try:
-            by_segments = self._read_by_segments(ink)
+            by_segments = self.read_by_segments(ink)
         except NoInkError:  # segmentation finds nothing to read where the windows found digits
             return by_windows
         return self.choose(by_windows, by_segments)
 
-    def _read_by_segments(self, ink: InkImage) -> numbers.NumberReading:
+    def read_by_windows(self, ink: InkImage, both_readers: bool = False) -> numbers.NumberReading:
+        """Clean ink -> the number reader's reading (``number_windows``); ``both_readers``:
+        the first and the second reader's probabilities averaged, window by window."""
+        return number_windows.read_number(
+            ink, self._predict_windows_together if both_readers else self._predict_windows
+        )
+
+    def read_by_segments(self, ink: InkImage) -> numbers.NumberReading:
+        """Clean ink -> the reading by recognition-driven segmentation (``numbers``)."""
         with self._stage("preprocess"):
             candidates = numbers.number_candidates(ink)
         return numbers.choose_reading(candidates, self._predict(candidates.images[:, None]))
@@ -448,6 +472,14 @@ class Recogniser:
         """The number reader's ``predict`` of a (N, 1, 28, 28) batch (the ``model`` stage)."""
         with self._stage("model"):
             return self.number_reader.predict(batch.astype(np.float32, copy=False))
+
+    def _predict_windows_together(self, batch: np.ndarray) -> np.ndarray:
+        """The mean of both readers' probabilities (without a second reader: the first's)."""
+        if self.second_reader is None:
+            return self._predict_windows(batch)
+        with self._stage("model"):
+            batch = batch.astype(np.float32, copy=False)
+            return (self.number_reader.predict(batch) + self.second_reader.predict(batch)) / 2
 
     def read_number(self, data: bytes, method: str = "auto") -> dict[str, Any]:
         """A picture of several digits side by side, read left to right as one number.
@@ -555,5 +587,7 @@ class Recogniser:
             else {
                 "version": self.number_reader_version,
                 "parameters": int(self.number_reader.parameter_count()),
+                "second_version": self.second_reader_version,
+                "chooser": self.chooser is not None,
             },
         }

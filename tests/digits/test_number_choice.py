@@ -17,7 +17,12 @@ from test_numbers import png, written
 
 from npcnn.digits import number_choice as nc
 from npcnn.digits.numbers import NumberDigit, NumberReading
-from npcnn.digits.recogniser import NUMBER_READER_FILE, Recogniser, model_version
+from npcnn.digits.recogniser import (
+    NUMBER_READER_FILE,
+    SECOND_READER_FILE,
+    Recogniser,
+    model_version,
+)
 from npcnn.errors import ModelFileError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,9 +126,11 @@ def shipped() -> Recogniser:
 def test_the_shipped_chooser_was_fitted_for_the_shipped_networks(shipped) -> None:
     assert shipped.chooser is not None
     reader_version = model_version((WEIGHTS.with_name(NUMBER_READER_FILE)).read_bytes())
+    second = WEIGHTS.with_name(SECOND_READER_FILE)
     assert shipped.chooser.fitted_for == {
         "digit_model": shipped.version,
         "number_reader": reader_version,
+        "second_reader": model_version(second.read_bytes()) if second.is_file() else "None",
     }
 
 
@@ -161,8 +168,8 @@ def test_auto_asks_segmentation_only_when_the_windows_are_unsure(shipped, monkey
     data = png(written("2026"))
     answers = {m: shipped.segment_number(data, m) for m in ("windows", "segmentation")}
     asked: list[str] = []
-    original = shipped._read_by_segments
-    monkeypatch.setattr(shipped, "_read_by_segments",
+    original = shipped.read_by_segments
+    monkeypatch.setattr(shipped, "read_by_segments",
                         lambda ink: asked.append("segments") or original(ink))  # fmt: skip
     reading_ = shipped.segment_number(data)
     sure = not nc.needs_second_look(answers["windows"])
@@ -185,3 +192,34 @@ def test_a_small_tuning_run_fits_and_saves_a_chooser(tmp_path, monkeypatch, caps
     assert chooser.fitted_for["digit_model"] == model_version(WEIGHTS.read_bytes())
     with pytest.raises(SystemExit):  # a seed may not be both fitted on and checked on
         tune_number_chooser.main(["--fit-seeds", "1,2", "--check-seeds", "2"])
+
+
+def test_two_readers_read_together_by_averaging_their_probabilities(shipped) -> None:
+    if shipped.second_reader is None:
+        pytest.skip("no second number reader")
+    rng = np.random.default_rng(3)
+    batch = rng.random((5, 1, 28, 28)).astype(np.float32)
+    first = shipped.number_reader.predict(batch)
+    second = shipped.second_reader.predict(batch)
+    together = shipped._predict_windows_together(batch)
+    np.testing.assert_allclose(together, (first + second) / 2, rtol=1e-6)
+    np.testing.assert_allclose(together.sum(axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(first, second)  # two readers, not one twice
+    assert shipped.describe()["number_reader"]["second_version"] == shipped.second_reader_version
+
+
+def test_the_second_reader_is_asked_only_on_a_second_look(shipped, monkeypatch) -> None:
+    if shipped.second_reader is None:
+        pytest.skip("no second number reader")
+    looks: list[bool] = []
+    original = shipped.read_by_windows
+    monkeypatch.setattr(shipped, "read_by_windows",
+                        lambda ink, both_readers=False: looks.append(both_readers)
+                        or original(ink, both_readers))  # fmt: skip
+    data = png(written("2026"))
+    for gate, expected in ((1.01, [False, True]), (0.0, [False])):  # always / never unsure
+        monkeypatch.setattr(nc, "DIGIT_GATE", gate)
+        monkeypatch.setattr(nc, "WINDOW_TRUST", gate)
+        looks.clear()
+        assert shipped.segment_number(data).number == "2026"
+        assert looks == expected
