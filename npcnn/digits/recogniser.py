@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import dataclasses
 import hashlib
 import io
 import logging
@@ -453,7 +454,9 @@ class Recogniser:
         self, by_windows: numbers.NumberReading, by_segments: numbers.NumberReading
     ) -> numbers.NumberReading:
         """The better of two readings of one picture: the windows' if they agree; otherwise the
-        chooser's pick (``number_choice``), or without one the more confident reading."""
+        chooser's pick (``number_choice``), or without one the more confident reading.  With a
+        chooser the reading not taken becomes the runner-up when its confidence is at least
+        ``numbers.RUNNER_UP_RATIO`` x the chosen one's (else the chosen one's own stays)."""
         if by_windows.number == by_segments.number:
             return by_windows
         if self.chooser is None:
@@ -461,7 +464,13 @@ class Recogniser:
         features = number_choice.reading_features(
             by_windows, by_segments, self.digit_probabilities(by_windows)
         )
-        return by_segments if self.chooser.prefers_segments(features) else by_windows
+        if self.chooser.prefers_segments(features):
+            chosen, other = by_segments, by_windows
+        else:
+            chosen, other = by_windows, by_segments
+        if other.confidence >= numbers.RUNNER_UP_RATIO * chosen.confidence:
+            return dataclasses.replace(chosen, runner_up=(other.number, other.confidence))
+        return chosen
 
     def digit_probabilities(self, reading: numbers.NumberReading) -> np.ndarray:
         """The digit model's probabilities (D, K) for each digit's own image in ``reading``."""

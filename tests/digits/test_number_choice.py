@@ -158,10 +158,15 @@ def test_the_chooser_decides_only_where_the_readings_differ(shipped) -> None:
     same = reading("17", 0.9, [(0, 0, 20, 40), (30, 0, 60, 40)])
     recogniser = Recogniser(shipped.model, number_reader=shipped.number_reader,
                             chooser=_always(True))  # fmt: skip
-    assert recogniser.choose(by_windows, by_segments) is by_segments
+    chosen = recogniser.choose(by_windows, by_segments)
+    assert chosen.number == "71" and chosen.digits == by_segments.digits
+    assert chosen.runner_up == ("17", by_windows.confidence)  # the other reading, as close
     assert recogniser.choose(by_windows, same) is by_windows  # they agree: no question
     recogniser.chooser = _always(False)
-    assert recogniser.choose(by_windows, by_segments) is by_windows
+    chosen = recogniser.choose(by_windows, by_segments)
+    assert chosen.number == "17" and chosen.runner_up == ("71", by_segments.confidence)
+    unlikely = reading("71", 0.05, [(0, 0, 20, 40), (30, 0, 60, 40)])  # 0.0025 < 0.1 x 0.36
+    assert recogniser.choose(by_windows, unlikely).runner_up is None  # the chosen one's own
 
 
 def test_auto_asks_segmentation_only_when_the_windows_are_unsure(shipped, monkeypatch) -> None:
