@@ -320,17 +320,42 @@ def _digit_box(
     )
 
 
-def read_number(ink: InkImage, predict: Callable[[np.ndarray], np.ndarray]) -> NumberReading:
-    """Clean ink of a number -> its reading, window by window; ``predict`` is the number
-    reader's ``model.predict`` ((N, 1, 28, 28) -> (N, 11)), called once for all windows."""
+@dataclass
+class WindowProbabilities:
+    """Steps 1-2 of one picture: its ``line``, the window ``centres``, the framed ``windows``,
+    which were ``kept`` (ink near their centre) and the reader's ``probabilities`` (K, 11) for
+    every window (a window not kept: "no digit"), with the ``timings`` of cutting and reading."""
+
+    line: Line
+    centres: np.ndarray
+    windows: np.ndarray
+    kept: np.ndarray
+    probabilities: np.ndarray
+    timings: dict[str, float]
+
+
+def window_probabilities(
+    ink: InkImage, predict: Callable[[np.ndarray], np.ndarray]
+) -> WindowProbabilities:
+    """Clean ink -> its windows and the reader's probabilities for them; ``predict`` is the
+    number reader's ``model.predict`` ((N, 1, 28, 28) -> (N, 11)), called once for all windows."""
     started = time.perf_counter()
     line, centres, windows, kept = read_line(ink.pixels)
     cut = time.perf_counter()
     probabilities = np.zeros((len(centres), NOT_A_DIGIT + 1))
     probabilities[:, NOT_A_DIGIT] = 1.0  # a window with no ink near its centre holds no digit
     probabilities[kept] = predict(windows[kept][:, None])
-    network = time.perf_counter()
-    found = decode(probabilities)
+    timings = {"windows": cut - started, "network": time.perf_counter() - cut,
+               "window_count": int(kept.sum())}  # fmt: skip
+    return WindowProbabilities(line, centres, windows, kept, probabilities, timings)
+
+
+def reading_from_windows(ink: InkImage, read: WindowProbabilities) -> NumberReading:
+    """Step 3: the windows' probabilities -> the number's reading, each digit with its box and
+    its image framed alone."""
+    started = time.perf_counter()
+    line, centres, windows = read.line, read.centres, read.windows
+    found = decode(read.probabilities)
     if not found:
         raise NoInkError("nothing to recognise: no digit found")
     digits = []
@@ -346,9 +371,14 @@ def read_number(ink: InkImage, predict: Callable[[np.ndarray], np.ndarray]) -> N
                min(x1 * ink.scale, ink.input_size[0]), min(y1 * ink.scale, ink.input_size[1]))  # fmt: skip
         digits.append(NumberDigit(image, digit.probabilities, digit.digit, box))
     confidence = float(np.prod([d.confidence for d in found]))
-    timings = {"windows": cut - started, "network": network - cut,
-               "search": time.perf_counter() - network, "window_count": int(kept.sum())}  # fmt: skip
+    timings = {**read.timings, "search": time.perf_counter() - started}
     return NumberReading(digits, confidence, runner_up(found), ink.input_size, timings)
+
+
+def read_number(ink: InkImage, predict: Callable[[np.ndarray], np.ndarray]) -> NumberReading:
+    """Clean ink of a number -> its reading, window by window (steps 1-3); ``predict`` is the
+    number reader's ``model.predict`` ((N, 1, 28, 28) -> (N, 11)), called once for all windows."""
+    return reading_from_windows(ink, window_probabilities(ink, predict))
 
 
 def runner_up(found: list[WindowDigit]) -> tuple[str, float] | None:

@@ -285,7 +285,9 @@ class Recogniser:
                 raise RuntimeError(f"the warm-up prediction is not probabilities: {probabilities}")
             self.explain(stroke)
             if self.number_reader is not None:
-                self._predict_windows_together(np.stack([stroke, stroke])[:, None])
+                self._predict_windows(np.stack([stroke, stroke])[:, None])
+                if self.second_reader is not None:
+                    self.second_reader.predict(np.stack([stroke, stroke])[:, None])
         finally:
             self._unobserved.active = False
         self.warmed_up = True
@@ -421,7 +423,8 @@ class Recogniser:
             ink = find_ink(open_picture(data))
         if method == "segmentation":
             return self.read_by_segments(ink)
-        by_windows = self.read_by_windows(ink)
+        read = number_windows.window_probabilities(ink, self._predict_windows)
+        by_windows = number_windows.reading_from_windows(ink, read)
         if method == "windows":
             return by_windows
         if self.chooser is None:
@@ -430,7 +433,7 @@ class Recogniser:
         elif not number_choice.needs_second_look(by_windows):
             return by_windows
         if self.second_reader is not None and self.chooser is not None:
-            by_windows = self.read_by_windows(ink, both_readers=True)
+            by_windows = number_windows.reading_from_windows(ink, self._add_second_reader(read))
         try:
             by_segments = self.read_by_segments(ink)
         except NoInkError:  # segmentation finds nothing to read where the windows found digits
@@ -440,9 +443,10 @@ class Recogniser:
     def read_by_windows(self, ink: InkImage, both_readers: bool = False) -> numbers.NumberReading:
         """Clean ink -> the number reader's reading (``number_windows``); ``both_readers``:
         the first and the second reader's probabilities averaged, window by window."""
-        return number_windows.read_number(
-            ink, self._predict_windows_together if both_readers else self._predict_windows
-        )
+        read = number_windows.window_probabilities(ink, self._predict_windows)
+        if both_readers:
+            read = self._add_second_reader(read)
+        return number_windows.reading_from_windows(ink, read)
 
     def read_by_segments(self, ink: InkImage) -> numbers.NumberReading:
         """Clean ink -> the reading by recognition-driven segmentation (``numbers``)."""
@@ -482,13 +486,19 @@ class Recogniser:
         with self._stage("model"):
             return self.number_reader.predict(batch.astype(np.float32, copy=False))
 
-    def _predict_windows_together(self, batch: np.ndarray) -> np.ndarray:
-        """The mean of both readers' probabilities (without a second reader: the first's)."""
+    def _add_second_reader(
+        self, read: number_windows.WindowProbabilities
+    ) -> number_windows.WindowProbabilities:
+        """The same windows with the mean of both readers' probabilities: the first reader's,
+        already in ``read``, and the second one's, read now (without a second reader: ``read``)."""
         if self.second_reader is None:
-            return self._predict_windows(batch)
+            return read
+        kept = read.kept
         with self._stage("model"):
-            batch = batch.astype(np.float32, copy=False)
-            return (self.number_reader.predict(batch) + self.second_reader.predict(batch)) / 2
+            second = self.second_reader.predict(read.windows[kept][:, None].astype(np.float32))
+        probabilities = read.probabilities.copy()
+        probabilities[kept] = (probabilities[kept] + second) / 2
+        return dataclasses.replace(read, probabilities=probabilities)
 
     def read_number(self, data: bytes, method: str = "auto") -> dict[str, Any]:
         """A picture of several digits side by side, read left to right as one number.

@@ -16,12 +16,15 @@ import pytest
 from test_numbers import png, written
 
 from npcnn.digits import number_choice as nc
+from npcnn.digits import number_windows
 from npcnn.digits.numbers import NumberDigit, NumberReading
+from npcnn.digits.preprocess import find_ink
 from npcnn.digits.recogniser import (
     NUMBER_READER_FILE,
     SECOND_READER_FILE,
     Recogniser,
     model_version,
+    open_picture,
 )
 from npcnn.errors import ModelFileError
 
@@ -202,29 +205,31 @@ def test_a_small_tuning_run_fits_and_saves_a_chooser(tmp_path, monkeypatch, caps
 def test_two_readers_read_together_by_averaging_their_probabilities(shipped) -> None:
     if shipped.second_reader is None:
         pytest.skip("no second number reader")
-    rng = np.random.default_rng(3)
-    batch = rng.random((5, 1, 28, 28)).astype(np.float32)
-    first = shipped.number_reader.predict(batch)
-    second = shipped.second_reader.predict(batch)
-    together = shipped._predict_windows_together(batch)
-    np.testing.assert_allclose(together, (first + second) / 2, rtol=1e-6)
-    np.testing.assert_allclose(together.sum(axis=1), 1.0, rtol=1e-5)
-    assert not np.allclose(first, second)  # two readers, not one twice
+    ink = find_ink(open_picture(png(written("4817"))))
+    read = number_windows.window_probabilities(ink, shipped._predict_windows)
+    first = read.probabilities.copy()
+    both = shipped._add_second_reader(read)
+    kept = read.kept
+    second = shipped.second_reader.predict(read.windows[kept][:, None])
+    np.testing.assert_allclose(both.probabilities[kept], (first[kept] + second) / 2, rtol=1e-6)
+    np.testing.assert_array_equal(both.probabilities[~kept], first[~kept])  # still "no digit"
+    np.testing.assert_array_equal(read.probabilities, first)  # the first reading is untouched
+    np.testing.assert_allclose(both.probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(first[kept], second)  # two readers, not one twice
     assert shipped.describe()["number_reader"]["second_version"] == shipped.second_reader_version
 
 
 def test_the_second_reader_is_asked_only_on_a_second_look(shipped, monkeypatch) -> None:
     if shipped.second_reader is None:
         pytest.skip("no second number reader")
-    looks: list[bool] = []
-    original = shipped.read_by_windows
-    monkeypatch.setattr(shipped, "read_by_windows",
-                        lambda ink, both_readers=False: looks.append(both_readers)
-                        or original(ink, both_readers))  # fmt: skip
+    asked: list[int] = []
+    original = shipped._add_second_reader
+    monkeypatch.setattr(shipped, "_add_second_reader",
+                        lambda read: asked.append(1) or original(read))  # fmt: skip
     data = png(written("2026"))
-    for gate, expected in ((1.01, [False, True]), (0.0, [False])):  # always / never unsure
+    for gate, expected in ((1.01, [1]), (0.0, [])):  # always / never unsure
         monkeypatch.setattr(nc, "DIGIT_GATE", gate)
         monkeypatch.setattr(nc, "WINDOW_TRUST", gate)
-        looks.clear()
+        asked.clear()
         assert shipped.segment_number(data).number == "2026"
-        assert looks == expected
+        assert asked == expected

@@ -173,7 +173,7 @@ def test_auto_trusts_a_confident_window_reading_and_else_asks_segmentation(
     monkeypatch.setattr(shipped, "_predict", lambda batch: calls.append("digit") or original(batch))
     assert shipped.read_number(data)["number"] == "2026"
     assert calls == []  # confident: segmentation was not asked
-    monkeypatch.setattr(nw, "read_number", lambda ink, predict: _unsure_reading())
+    monkeypatch.setattr(nw, "reading_from_windows", lambda ink, read: _unsure_reading())
     answer = shipped.read_number(data)
     # segmentation read it (and the chooser, if any, looked at the windows' digits): surer
     assert calls[0] == "digit" and answer["number"] == "2026"
