@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import npcnn
-from npcnn.digits import number_choice
+from npcnn.digits import number_choice, number_windows
 from npcnn.digits.errors import ImageError
 from npcnn.digits.number_choice import WINDOW_TRUST
 from npcnn.digits.number_set import number_set
@@ -65,7 +65,8 @@ def read_seed(weights: str, seed: int, count: int) -> tuple[int, list[Unsure]]:
     for picture in pictures:
         try:
             ink = find_ink(open_picture(picture.png()))
-            by_windows = recogniser.read_by_windows(ink)
+            read = recogniser.read_windows(ink)
+            by_windows = number_windows.reading_from_windows(ink, read)
         except ImageError:
             continue  # counted as a miss by both rules alike
         row = Unsure(seed, picture.text, by_windows.number, by_windows.confidence)
@@ -74,7 +75,9 @@ def read_seed(weights: str, seed: int, count: int) -> tuple[int, list[Unsure]]:
         if by_windows.confidence >= number_choice.FIT_GATE and not row.second_look:
             continue
         if recogniser.second_reader is not None:  # as the app reads when it looks twice
-            by_windows = recogniser.read_by_windows(ink, both_readers=True)
+            by_windows = number_windows.reading_from_windows(
+                ink, recogniser.with_second_reader(read)
+            )
         try:
             by_segments = recogniser.read_by_segments(ink)
         except ImageError:

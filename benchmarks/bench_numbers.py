@@ -21,8 +21,7 @@ and, with a number reader beside the model (``weights/number_reader.npz``), the 
     runs        the digits found in the runs of windows, their boxes and framed images
 
 ``segmented`` is the share of pictures whose window reading was unsure
-(``number_choice.needs_second_look``; without a chooser, a confidence under ``WINDOW_TRUST``), for
-which the app also runs the segmentation above.
+(``Recogniser.looks_twice``), for which the app also runs the segmentation above.
 
     python benchmarks/bench_numbers.py [--weights PATH] [--pictures 20] [--repeats 5] [--json]
 """
@@ -40,7 +39,6 @@ from PIL import Image
 
 import npcnn
 from npcnn.digits import number_windows, numbers
-from npcnn.digits.number_choice import WINDOW_TRUST, needs_second_look
 from npcnn.digits.number_set import digit_sources, scaled_digit
 from npcnn.digits.preprocess import find_ink
 from npcnn.digits.recogniser import open_picture
@@ -138,10 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 stages["reader"].append(1000.0 * by_windows.timings["network"])
                 stages["runs"].append(1000.0 * by_windows.timings["search"])
                 windows_per_picture.append(by_windows.timings["window_count"])
-                if recogniser.chooser is None:
-                    unsure += by_windows.confidence < WINDOW_TRUST
-                else:
-                    unsure += needs_second_look(by_windows)
+                unsure += recogniser.looks_twice(by_windows)
     result = {
         "pictures": f"{len(pictures)} x 1000x300, 6 digits",
         "requests": len(wall),

@@ -423,30 +423,30 @@ class Recogniser:
             ink = find_ink(open_picture(data))
         if method == "segmentation":
             return self.read_by_segments(ink)
-        read = number_windows.window_probabilities(ink, self._predict_windows)
+        read = self.read_windows(ink)
         by_windows = number_windows.reading_from_windows(ink, read)
-        if method == "windows":
-            return by_windows
-        if self.chooser is None:
-            if by_windows.confidence >= WINDOW_TRUST:
-                return by_windows
-        elif not number_choice.needs_second_look(by_windows):
+        if method == "windows" or not self.looks_twice(by_windows):
             return by_windows
         if self.second_reader is not None and self.chooser is not None:
-            by_windows = number_windows.reading_from_windows(ink, self._add_second_reader(read))
+            by_windows = number_windows.reading_from_windows(ink, self.with_second_reader(read))
         try:
             by_segments = self.read_by_segments(ink)
         except NoInkError:  # segmentation finds nothing to read where the windows found digits
             return by_windows
         return self.choose(by_windows, by_segments)
 
-    def read_by_windows(self, ink: InkImage, both_readers: bool = False) -> numbers.NumberReading:
-        """Clean ink -> the number reader's reading (``number_windows``); ``both_readers``:
-        the first and the second reader's probabilities averaged, window by window."""
-        read = number_windows.window_probabilities(ink, self._predict_windows)
-        if both_readers:
-            read = self._add_second_reader(read)
-        return number_windows.reading_from_windows(ink, read)
+    def read_windows(self, ink: InkImage) -> number_windows.WindowProbabilities:
+        """Clean ink -> its windows and the number reader's probabilities for them
+        (``number_windows.reading_from_windows`` turns them into a reading)."""
+        return number_windows.window_probabilities(ink, self._predict_windows)
+
+    def looks_twice(self, by_windows: numbers.NumberReading) -> bool:
+        """Whether ``"auto"`` also reads by segmentation after this windows' reading: with a
+        chooser, ``number_choice.needs_second_look``; without, a confidence under
+        ``WINDOW_TRUST``."""
+        if self.chooser is None:
+            return by_windows.confidence < WINDOW_TRUST
+        return number_choice.needs_second_look(by_windows)
 
     def read_by_segments(self, ink: InkImage) -> numbers.NumberReading:
         """Clean ink -> the reading by recognition-driven segmentation (``numbers``)."""
@@ -486,7 +486,7 @@ class Recogniser:
         with self._stage("model"):
             return self.number_reader.predict(batch.astype(np.float32, copy=False))
 
-    def _add_second_reader(
+    def with_second_reader(
         self, read: number_windows.WindowProbabilities
     ) -> number_windows.WindowProbabilities:
         """The same windows with the mean of both readers' probabilities: the first reader's,

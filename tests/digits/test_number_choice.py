@@ -208,7 +208,7 @@ def test_two_readers_read_together_by_averaging_their_probabilities(shipped) -> 
     ink = find_ink(open_picture(png(written("4817"))))
     read = number_windows.window_probabilities(ink, shipped._predict_windows)
     first = read.probabilities.copy()
-    both = shipped._add_second_reader(read)
+    both = shipped.with_second_reader(read)
     kept = read.kept
     second = shipped.second_reader.predict(read.windows[kept][:, None])
     np.testing.assert_allclose(both.probabilities[kept], (first[kept] + second) / 2, rtol=1e-6)
@@ -223,8 +223,8 @@ def test_the_second_reader_is_asked_only_on_a_second_look(shipped, monkeypatch) 
     if shipped.second_reader is None:
         pytest.skip("no second number reader")
     asked: list[int] = []
-    original = shipped._add_second_reader
-    monkeypatch.setattr(shipped, "_add_second_reader",
+    original = shipped.with_second_reader
+    monkeypatch.setattr(shipped, "with_second_reader",
                         lambda read: asked.append(1) or original(read))  # fmt: skip
     data = png(written("2026"))
     for gate, expected in ((1.01, [1]), (0.0, [])):  # always / never unsure
