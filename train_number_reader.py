@@ -42,30 +42,33 @@ DEFAULTS = {
     "arch": "shipped",
     "lr": 3e-3,
     "augment_strength": 1.0,
+    "window_width": 28,
 }
 
 
 def windows_of_pictures(
-    seed: int, first: int, count: int, strength: float
+    seed: int, first: int, count: int, strength: float, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The labelled windows of pictures ``first .. first + count - 1`` of seed ``seed``, each
-    digit augmented with ``augmenter(strength)`` (0: none) before it is placed."""
+    """The labelled windows (28 x ``width``) of pictures ``first .. first + count - 1`` of seed
+    ``seed``, each digit augmented with ``augmenter(strength)`` (0: none) before it is placed."""
     augment = augmenter(strength)
     images, labels = [], []
     for index in range(first, first + count):
         rng = np.random.default_rng([seed, index])
         picture = make_number(rng, "train", CATEGORIES[index % len(CATEGORIES)], augment)
-        x, y = number_windows.training_windows(picture, rng)
+        x, y = number_windows.training_windows(picture, rng, width=width)
         images.append(x)
         labels.append(y)
     return np.concatenate(images), np.concatenate(labels)
 
 
 def make_windows(
-    seed: int, count: int, workers: int, strength: float = 0.0
+    seed: int, count: int, workers: int, strength: float = 0.0, width: int = 28
 ) -> tuple[np.ndarray, np.ndarray]:
     """Windows of ``count`` pictures, made in ``workers`` processes (the same for any number)."""
-    parts = [(seed, first, min(500, count - first), strength) for first in range(0, count, 500)]
+    parts = [
+        (seed, first, min(500, count - first), strength, width) for first in range(0, count, 500)
+    ]
     with ProcessPoolExecutor(workers) as pool:
         results = list(pool.map(windows_of_pictures, *zip(*parts, strict=True)))
     return np.concatenate([x for x, _ in results]), np.concatenate([y for _, y in results])
@@ -84,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULTS["augment_strength"],
         help="how much each training digit is changed before it is placed (0 = not at all)",
     )
+    parser.add_argument(
+        "--window-width",
+        type=int,
+        default=DEFAULTS["window_width"],
+        help="the windows' width in pixels (their height is 28): wider shows more neighbours",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes making the windows")
     parser.add_argument("--out", type=Path, default=Path("weights/number_reader.npz"))
@@ -92,14 +101,17 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     x, y = make_windows(
-        PICTURE_SEED + args.seed, args.pictures, args.workers, args.augment_strength
+        PICTURE_SEED + args.seed, args.pictures, args.workers, args.augment_strength,
+        args.window_width,
+    )  # fmt: skip
+    x_val, y_val = make_windows(
+        VAL_SEED + args.seed, args.val_pictures, args.workers, width=args.window_width
     )
-    x_val, y_val = make_windows(VAL_SEED + args.seed, args.val_pictures, args.workers)
     made = time.perf_counter() - started
     print(f"{len(x):,} training windows from {args.pictures:,} pictures, {len(x_val):,} for "
           f"validation, in {made:.0f} s; classes {np.bincount(y, minlength=11).tolist()}")  # fmt: skip
 
-    model = build(args.arch, seed=args.seed, classes=11)
+    model = build(args.arch, seed=args.seed, classes=11, width=args.window_width)
     steps = -(-len(x) // 128) * args.epochs
     history = npcnn.fit(
         model, x[:, None], y, epochs=args.epochs, batch_size=128,
@@ -115,7 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         "arch": args.arch,
         "options": {
             k: getattr(args, k)
-            for k in ("pictures", "val_pictures", "epochs", "lr", "augment_strength", "seed")
+            for k in (
+                "pictures",
+                "val_pictures",
+                "epochs",
+                "lr",
+                "augment_strength",
+                "window_width",
+                "seed",
+            )
         },
         "training_windows": int(len(x)),
         "val_window_accuracy": round(float(history[-1]["val_accuracy"]), 5),

@@ -1,9 +1,10 @@
 """Named model architectures: the two reference models of the benchmarks, ``shipped`` (the app's
 model up to v2) and ``wide`` (the app's model since v3, ``train_model.py``'s default).
 
-``build(name, seed, classes)`` returns a fresh ``Sequential`` for 28x28 grey images and
-``classes`` outputs: 10 for a digit model, 11 when class 10 means "not a digit".  The layers infer
-their input sizes (``Dense(10)`` after ``Flatten`` learns it gets 1,600 features).
+``build(name, seed, classes)`` returns a fresh ``Sequential`` for 28x28 grey images (or 28 x
+``width``: the number reader's windows) and ``classes`` outputs: 10 for a digit model, 11 when
+class 10 means "not a digit".  The layers infer their input sizes (``Dense(10)`` after
+``Flatten`` learns it gets 1,600 features).
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ ARCHITECTURES: dict[str, Callable[[int], list[Layer]]] = {
 }
 
 
-def build(name: str, seed: int = 0, classes: int = 10) -> Sequential:
-    """A freshly initialised model of the named architecture with ``classes`` outputs."""
+def build(name: str, seed: int = 0, classes: int = 10, width: int = 28) -> Sequential:
+    """A freshly initialised model of the named architecture with ``classes`` outputs, for
+    images 28 pixels high and ``width`` wide."""
     if name not in ARCHITECTURES:
         raise ConfigError(
             f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}"
@@ -84,4 +86,4 @@ def build(name: str, seed: int = 0, classes: int = 10) -> Sequential:
         raise ConfigError(
             f"classes must be 10 (digits) or 11 (digits and 'not a digit'), got {classes}"
         )
-    return Sequential(ARCHITECTURES[name](classes), input_shape=(1, 28, 28), seed=seed)
+    return Sequential(ARCHITECTURES[name](classes), input_shape=(1, 28, width), seed=seed)

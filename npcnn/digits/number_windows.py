@@ -52,7 +52,7 @@ from npcnn.digits.numbers import (
 )
 from npcnn.digits.preprocess.ink import InkImage, find_ink
 
-WINDOW = 28  # the network's input, as a single digit's
+WINDOW = 28  # the window's height: the network's input height, as a single digit's
 DIGIT_PX = 20  # a digit's height in the window (MNIST's box)
 STRIDE = 0.1  # windows this many line heights apart
 TRAINING_STRIDE = 0.05  # ... and twice as many for training (more positions to learn from)
@@ -140,24 +140,28 @@ def local_extent(line: Line, centres: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return tops, bottoms
 
 
-def cut_windows(line: Line, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Step 2b: ``(windows (K, 28, 28) float32, kept (K,) bool, local heights (K,))``.
+def cut_windows(
+    line: Line, centres: np.ndarray, width: int = WINDOW
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 2b: ``(windows (K, 28, width) float32, kept (K,) bool, local heights (K,))``.
 
     Window ``k`` is centred on column ``centres[k]`` and on the middle of the ink around it;
-    its scale makes that ink ``DIGIT_PX`` tall (bilinear sampling).  Windows with no ink within
-    their band are not cut (``kept`` False, all zeros)."""
+    its scale makes that ink ``DIGIT_PX`` tall (bilinear sampling).  A window wider than it is
+    tall shows more of the digit's neighbours.  Windows with no ink within their band are not
+    cut (``kept`` False, all zeros)."""
     tops, bottoms = local_extent(line, centres)
     kept = ~np.isnan(tops)
     heights = np.where(kept, np.maximum(bottoms - tops, 0.4 * DIGIT_PX), DIGIT_PX)
     middles = np.where(kept, (tops + bottoms) / 2, 0.0)
     step = heights / DIGIT_PX  # line pixels per window pixel
-    offsets = np.arange(WINDOW, dtype=np.float64) - (WINDOW - 1) / 2
-    rows = middles[:, None, None] + offsets[None, :, None] * step[:, None, None]
-    cols = centres[:, None, None] + offsets[None, None, :] * step[:, None, None]
+    row_offsets = np.arange(WINDOW, dtype=np.float64) - (WINDOW - 1) / 2
+    col_offsets = np.arange(width, dtype=np.float64) - (width - 1) / 2
+    rows = middles[:, None, None] + row_offsets[None, :, None] * step[:, None, None]
+    cols = centres[:, None, None] + col_offsets[None, None, :] * step[:, None, None]
     rows, cols = np.broadcast_arrays(rows, cols)
     windows = ndimage.map_coordinates(line.ink, [rows[kept], cols[kept]], order=1, cval=0.0)
-    out = np.zeros((len(centres), WINDOW, WINDOW), dtype=np.float32)
-    out[kept] = windows.reshape(-1, WINDOW, WINDOW)
+    out = np.zeros((len(centres), WINDOW, width), dtype=np.float32)
+    out[kept] = windows.reshape(-1, WINDOW, width)
     return out, kept, heights
 
 
@@ -262,24 +266,29 @@ def decode(probabilities: np.ndarray) -> list[WindowDigit]:
     return found
 
 
-def read_line(ink: np.ndarray) -> tuple[Line, np.ndarray, np.ndarray, np.ndarray]:
+def read_line(
+    ink: np.ndarray, width: int = WINDOW
+) -> tuple[Line, np.ndarray, np.ndarray, np.ndarray]:
     """Steps 1-2 for clean ink (working pixels): ``(line, centres, windows, kept)``."""
     line = line_geometry(ink)
     centres = window_centres(line)
-    windows, kept, _ = cut_windows(line, centres)
+    windows, kept, _ = cut_windows(line, centres, width)
     return line, centres, windows, kept
 
 
 def training_windows(
-    picture: NumberPicture, rng: np.random.Generator, blank_share: float = 0.35
+    picture: NumberPicture,
+    rng: np.random.Generator,
+    blank_share: float = 0.35,
+    width: int = WINDOW,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled windows of one number picture, as the reader cuts them: ``(uint8 (K, 28, 28),
-    labels (K,))``.  Every window with a digit centred in it is kept, and windows of class 10
+    """Labelled windows of one number picture, as the reader cuts them: ``(uint8 (K, 28,
+    width), labels (K,))``.  Every window with a digit centred in it is kept, and windows of class 10
     (chosen at random) up to ``blank_share`` of the total; windows in between are left out."""
     ink = find_ink(picture.pixels)
     line = line_geometry(ink.pixels)
     centres = window_centres(line, TRAINING_STRIDE)
-    windows, kept, heights = cut_windows(line, centres)
+    windows, kept, heights = cut_windows(line, centres, width)
     to_line = line.zoom / ink.scale  # input pixels -> line pixels
     digit_centres = np.array([(box[0] + box[2]) / 2 * to_line for box in picture.boxes])
     digits = np.array([int(c) for c in picture.text])
@@ -335,12 +344,13 @@ class WindowProbabilities:
 
 
 def window_probabilities(
-    ink: InkImage, predict: Callable[[np.ndarray], np.ndarray]
+    ink: InkImage, predict: Callable[[np.ndarray], np.ndarray], width: int = WINDOW
 ) -> WindowProbabilities:
     """Clean ink -> its windows and the reader's probabilities for them; ``predict`` is the
-    number reader's ``model.predict`` ((N, 1, 28, 28) -> (N, 11)), called once for all windows."""
+    number reader's ``model.predict`` ((N, 1, 28, width) -> (N, 11)), called once for all
+    windows."""
     started = time.perf_counter()
-    line, centres, windows, kept = read_line(ink.pixels)
+    line, centres, windows, kept = read_line(ink.pixels, width)
     cut = time.perf_counter()
     probabilities = np.zeros((len(centres), NOT_A_DIGIT + 1))
     probabilities[:, NOT_A_DIGIT] = 1.0  # a window with no ink near its centre holds no digit
@@ -366,7 +376,11 @@ def reading_from_windows(ink: InkImage, read: WindowProbabilities) -> NumberRead
         crop = ink.pixels[y0:y1, x0:x1]
         # the digit framed alone, as the digit model reads it: the preview, and what a
         # correction of this digit stores
-        image = frame_candidate(crop, False) if crop.any() else windows[digit.window]
+        if crop.any():
+            image = frame_candidate(crop, False)
+        else:  # the middle of its window, as square as a digit's picture
+            left = (windows.shape[2] - WINDOW) // 2
+            image = windows[digit.window][:, left : left + WINDOW]
         box = (x0 * ink.scale, y0 * ink.scale,
                min(x1 * ink.scale, ink.input_size[0]), min(y1 * ink.scale, ink.input_size[1]))  # fmt: skip
         digits.append(NumberDigit(image, digit.probabilities, digit.digit, box))
@@ -375,10 +389,13 @@ def reading_from_windows(ink: InkImage, read: WindowProbabilities) -> NumberRead
     return NumberReading(digits, confidence, runner_up(found), ink.input_size, timings)
 
 
-def read_number(ink: InkImage, predict: Callable[[np.ndarray], np.ndarray]) -> NumberReading:
+def read_number(
+    ink: InkImage, predict: Callable[[np.ndarray], np.ndarray], width: int = WINDOW
+) -> NumberReading:
     """Clean ink of a number -> its reading, window by window (steps 1-3); ``predict`` is the
-    number reader's ``model.predict`` ((N, 1, 28, 28) -> (N, 11)), called once for all windows."""
-    return reading_from_windows(ink, window_probabilities(ink, predict))
+    number reader's ``model.predict`` ((N, 1, 28, width) -> (N, 11)), called once for all
+    windows."""
+    return reading_from_windows(ink, window_probabilities(ink, predict, width))
 
 
 def runner_up(found: list[WindowDigit]) -> tuple[str, float] | None:

@@ -163,6 +163,13 @@ def model_version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:VERSION_DIGITS]
 
 
+def window_width(reader: npcnn.Sequential) -> int:
+    """How wide (pixels) the windows a number reader reads are: its input's last axis."""
+    if reader.input_shape is None or len(reader.input_shape) != 3:
+        raise ConfigError(f"a number reader reads (1, 28, width) windows, not {reader.input_shape}")
+    return int(reader.input_shape[-1])
+
+
 def parameters_version(model: npcnn.Sequential) -> str:
     """A version for a model that has no file (built in memory): the sha256 of its parameters'
     names, shapes and bytes, in order."""
@@ -211,6 +218,17 @@ class Recogniser:
         self.second_reader_version = second_reader_version or (
             None if self.second_reader is None else parameters_version(self.second_reader)
         )
+        self.window_width = number_windows.WINDOW
+        if number_reader is not None:
+            self.window_width = window_width(number_reader)
+            if (
+                self.second_reader is not None
+                and window_width(self.second_reader) != self.window_width
+            ):
+                raise ConfigError(
+                    f"the second reader reads windows {window_width(self.second_reader)} pixels "
+                    f"wide, the first {self.window_width}: they must read the same windows"
+                )
         self.chooser = chooser
         self.number_reader_version = number_reader_version or (
             None if number_reader is None else parameters_version(number_reader)
@@ -285,9 +303,11 @@ class Recogniser:
                 raise RuntimeError(f"the warm-up prediction is not probabilities: {probabilities}")
             self.explain(stroke)
             if self.number_reader is not None:
-                self._predict_windows(np.stack([stroke, stroke])[:, None])
+                window = np.zeros((28, self.window_width), dtype=np.float32)
+                window[8:20, self.window_width // 2 - 1 : self.window_width // 2 + 1] = 1.0
+                self._predict_windows(np.stack([window, window])[:, None])
                 if self.second_reader is not None:
-                    self.second_reader.predict(np.stack([stroke, stroke])[:, None])
+                    self.second_reader.predict(np.stack([window, window])[:, None])
         finally:
             self._unobserved.active = False
         self.warmed_up = True
@@ -438,7 +458,7 @@ class Recogniser:
     def read_windows(self, ink: InkImage) -> number_windows.WindowProbabilities:
         """Clean ink -> its windows and the number reader's probabilities for them
         (``number_windows.reading_from_windows`` turns them into a reading)."""
-        return number_windows.window_probabilities(ink, self._predict_windows)
+        return number_windows.window_probabilities(ink, self._predict_windows, self.window_width)
 
     def looks_twice(self, by_windows: numbers.NumberReading) -> bool:
         """Whether ``"auto"`` also reads by segmentation after this windows' reading: with a
@@ -482,7 +502,7 @@ class Recogniser:
         return self._predict(images)
 
     def _predict_windows(self, batch: np.ndarray) -> np.ndarray:
-        """The number reader's ``predict`` of a (N, 1, 28, 28) batch (the ``model`` stage)."""
+        """The number reader's ``predict`` of a (N, 1, 28, width) batch (the ``model`` stage)."""
         with self._stage("model"):
             return self.number_reader.predict(batch.astype(np.float32, copy=False))
 

@@ -17,6 +17,7 @@ from test_numbers import png, written
 
 import npcnn
 from npcnn.digits import number_windows as nw
+from npcnn.digits.architectures import build
 from npcnn.digits.errors import NoInkError
 from npcnn.digits.number_set import make_number
 from npcnn.digits.preprocess import find_ink
@@ -76,6 +77,19 @@ def test_a_window_frames_the_ink_at_its_centre_like_an_mnist_digit() -> None:
     assert not windows[1].any()
 
 
+def test_a_wider_window_shows_the_same_middle_and_more_of_the_neighbours() -> None:
+    line = nw.line_geometry(bars([100, 100, 100], gap=80))
+    inked = np.flatnonzero(line.bottom >= line.top)
+    centres = np.array([float(inked[len(inked) // 2])])  # on the middle bar
+    square, _, _ = nw.cut_windows(line, centres)
+    wide, kept, _ = nw.cut_windows(line, centres, width=44)
+    assert wide.shape == (1, nw.WINDOW, 44) and kept.all()
+    np.testing.assert_allclose(wide[0, :, 8:36], square[0], atol=1e-6)
+    inked_columns = np.flatnonzero(wide[0].max(axis=0) > 0.5)
+    assert inked_columns.min() < 8 and inked_columns.max() >= 36  # both neighbours, in part
+    assert not square[0, :, :3].any() and not square[0, :, -3:].any()
+
+
 def test_training_labels_follow_the_distance_to_the_nearest_digit_centre() -> None:
     centres = np.array([0.0, 1.0, 3.0, 10.0, 20.0])
     labels = nw.window_labels(centres, np.full(5, 20.0), np.array([0.0, 20.0]), np.array([4, 7]))
@@ -91,8 +105,8 @@ def test_training_labels_follow_the_distance_to_the_nearest_digit_centre() -> No
 def test_training_windows_come_labelled_from_a_number_picture() -> None:
     rng = np.random.default_rng(3)
     picture = make_number(rng, "dev", "overlapping")
-    images, labels = nw.training_windows(picture, rng)
-    assert images.dtype == np.uint8 and images.shape[1:] == (nw.WINDOW, nw.WINDOW)
+    images, labels = nw.training_windows(picture, rng, width=40)
+    assert images.dtype == np.uint8 and images.shape[1:] == (nw.WINDOW, 40)
     assert len(images) == len(labels) and set(labels.tolist()) <= set(range(11))
     written_digits = {int(c) for c in picture.text}
     assert set(labels[labels < nw.NOT_A_DIGIT].tolist()) == written_digits  # every digit, centred
@@ -192,6 +206,25 @@ def test_methods_without_a_reader_and_unknown_methods_are_refused(shipped) -> No
         alone.read_number(data, method="windows")
     with pytest.raises(ValueError):
         shipped.read_number(data, method="guess")
+
+
+def test_the_windows_are_as_wide_as_the_reader_reads_them(shipped) -> None:
+    seen = []
+
+    class Watched(npcnn.Sequential):
+        def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+            seen.append(x.shape[1:])
+            return super().predict(x, batch_size)
+
+    wide = build("shipped", seed=1, classes=11, width=40)
+    reader = Watched(wide.layers, input_shape=(1, 28, 40))
+    recogniser = Recogniser(shipped.model, number_reader=reader)
+    assert recogniser.window_width == 40
+    recogniser.warm_up()
+    recogniser.read_number(png(written("17")), method="windows")  # an untrained reader: any answer
+    assert seen and set(seen) == {(1, 28, 40)}
+    with pytest.raises(ConfigError, match="same windows"):
+        Recogniser(shipped.model, number_reader=reader, second_reader=shipped.number_reader)
 
 
 def test_a_tiny_training_run_saves_a_reader_with_eleven_outputs(tmp_path, monkeypatch) -> None:
