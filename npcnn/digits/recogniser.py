@@ -164,8 +164,11 @@ def model_version(data: bytes) -> str:
 
 
 def window_width(reader: npcnn.Sequential) -> int:
-    """How wide (pixels) the windows a number reader reads are: its input's last axis."""
-    if reader.input_shape is None or len(reader.input_shape) != 3:
+    """How wide (pixels) the windows a number reader reads are: its input's last axis (a reader
+    not built yet for any input: ``number_windows.WINDOW``, square windows, as always)."""
+    if reader.input_shape is None:
+        return number_windows.WINDOW
+    if len(reader.input_shape) != 3:
         raise ConfigError(f"a number reader reads (1, 28, width) windows, not {reader.input_shape}")
     return int(reader.input_shape[-1])
 
