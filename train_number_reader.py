@@ -63,7 +63,7 @@ def windows_of_pictures(
 
 
 def make_windows(
-    seed: int, count: int, workers: int, strength: float = 0.0, width: int = 28
+    seed: int, count: int, workers: int, strength: float = 0.0, width: int = number_windows.WINDOW
 ) -> tuple[np.ndarray, np.ndarray]:
     """Windows of ``count`` pictures, made in ``workers`` processes (the same for any number)."""
     parts = [
