@@ -131,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 stages[name].append(1000.0 * reading.timings[name])
             candidates_per_picture.append(len(candidates.spans))
             if reader is not None:
-                by_windows = number_windows.read_number(
-                    ink, reader.predict, recogniser.window_width
-                )
+                by_windows = number_windows.reading_from_windows(ink, recogniser.read_windows(ink))
                 stages["windows"].append(1000.0 * by_windows.timings["windows"])
                 stages["reader"].append(1000.0 * by_windows.timings["network"])
                 stages["runs"].append(1000.0 * by_windows.timings["search"])
