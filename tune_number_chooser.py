@@ -83,8 +83,12 @@ def read_seed(weights: str, seed: int, count: int) -> tuple[int, list[Unsure]]:
         except ImageError:
             by_segments = None
         row.features = number_choice.reading_features(
-            by_windows, by_segments, recogniser.digit_probabilities(by_windows)
-        )
+            by_windows,
+            by_segments,
+            recogniser.digit_probabilities(by_windows),
+            None if by_segments is None
+            else recogniser.reader_probabilities(ink, read.line, by_segments),
+        )  # fmt: skip
         row.by_windows = by_windows.number
         row.by_segments = by_segments.number if by_segments is not None else ""
         row.segments_confidence = by_segments.confidence if by_segments is not None else 0.0

@@ -6,7 +6,8 @@ on touching and overlapping digits, segmentation on digits that stand apart - an
 development set a reading that always took the right one of the two would be right about 96% of
 the time, against 93% for either alone.  The windows' own confidence is a poor judge of which to
 take, so when the windows are unsure and the two disagree, this module decides with a logistic
-regression on what both readings say about themselves (``FEATURES``)::
+regression on what both readings say about themselves and how the other network reads each of
+them - the digit model the windows' digits, the number reader segmentation's (``FEATURES``)::
 
     P(segmentation is the right one) = sigmoid(b + sum_i w_i (x_i - mean_i) / scale_i)
 
@@ -59,6 +60,9 @@ FEATURES = (
     "segments_widest_box",  # the same for segmentation's boxes
     "windows_no_digit",  # the largest P(no digit) of the reader at the windows' digits
     "windows_trusted",  # 1 when the windows' confidence is at least 0.5 (the old rule's limit)
+    "reader_log_probability",  # sum over segmentation's digits of log P(that digit) given by the
+    # number reader to a window centred on each of them
+    "reader_no_digit",  # the largest P(no digit) of the reader at segmentation's digits
 )
 
 
@@ -81,22 +85,32 @@ def reading_features(
     by_windows: NumberReading,
     by_segments: NumberReading | None,
     digit_model_probabilities: np.ndarray,
+    reader_probabilities: np.ndarray | None,
 ) -> np.ndarray:
     """``FEATURES`` of one picture, float64 ``(len(FEATURES),)``.
 
-    ``digit_model_probabilities`` (D, 11): the digit model's probabilities for the image of each
-    of the windows' D digits (``NumberDigit.image``).  ``by_segments`` is None when segmentation
-    found nothing to read."""
+    Each reading is also read by the other network: ``digit_model_probabilities`` (D, 11) are
+    the digit model's probabilities for the image of each of the windows' D digits
+    (``NumberDigit.image``), ``reader_probabilities`` (S, 11) the number reader's for a window
+    centred on each of segmentation's S digits (``number_windows.windows_at_boxes``).
+    ``by_segments`` and ``reader_probabilities`` are None when segmentation found nothing to
+    read."""
     windows_digits = [d.digit for d in by_windows.digits]
     dm = np.asarray(digit_model_probabilities, dtype=np.float64)
     reader = np.array([d.probabilities for d in by_windows.digits], dtype=np.float64)
-    if by_segments is None or not by_segments.digits:
+    if by_segments is None or not by_segments.digits or reader_probabilities is None:
         segments_length, segments_confidence, segments_refusal, segments_boxes = 0, 0.0, 0.0, []
+        reader_log_probability, reader_no_digit = _log(0.0), 1.0
     else:
         segments_length = len(by_segments.digits)
         segments_confidence = by_segments.confidence
         segments_refusal = max(float(d.probabilities[NOT_A_DIGIT]) for d in by_segments.digits)
         segments_boxes = [d.box for d in by_segments.digits]
+        by_reader = np.asarray(reader_probabilities, dtype=np.float64)
+        reader_log_probability = sum(
+            _log(by_reader[k, d.digit]) for k, d in enumerate(by_segments.digits)
+        )
+        reader_no_digit = float(by_reader[:, NOT_A_DIGIT].max())
     return np.array(
         [
             _log(by_windows.confidence),
@@ -110,6 +124,8 @@ def reading_features(
             _widest(segments_boxes),
             reader[:, NOT_A_DIGIT].max(),
             float(by_windows.confidence >= 0.5),
+            reader_log_probability,
+            reader_no_digit,
         ]
     )
 

@@ -165,6 +165,21 @@ def cut_windows(
     return out, kept, heights
 
 
+def windows_at_boxes(
+    ink: InkImage, line: Line, boxes: list[tuple[int, int, int, int]], width: int = WINDOW
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows centred on the middle of each box ``(x0, y0, x1, y1)`` (input pixels), framed as
+    ``cut_windows`` frames them: ``(windows (B, 28, width) float32, kept (B,) bool)``.  How the
+    number reader reads the digits another reader found (segmentation's, for the chooser).
+
+    An input pixel ``i`` spans ``[i, i + 1)``, a line pixel ``j`` has its centre at ``j + 1/2``
+    in the same units, so a box's middle ``m`` lies at column ``m / scale x zoom - 1/2``."""
+    middles = np.array([(x0 + x1) / 2 for x0, _, x1, _ in boxes], dtype=np.float64)
+    centres = middles / ink.scale * line.zoom - 0.5
+    windows, kept, _ = cut_windows(line, centres, width)
+    return windows, kept
+
+
 def window_labels(
     centres: np.ndarray, heights: np.ndarray, digit_centres: np.ndarray, digits: np.ndarray
 ) -> np.ndarray:

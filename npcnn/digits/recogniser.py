@@ -456,7 +456,7 @@ class Recogniser:
             by_segments = self.read_by_segments(ink)
         except NoInkError:  # segmentation finds nothing to read where the windows found digits
             return by_windows
-        return self.choose(by_windows, by_segments)
+        return self.choose(by_windows, by_segments, ink, read.line)
 
     def read_windows(self, ink: InkImage) -> number_windows.WindowProbabilities:
         """Clean ink -> its windows and the number reader's probabilities for them
@@ -478,18 +478,27 @@ class Recogniser:
         return numbers.choose_reading(candidates, self._predict(candidates.images[:, None]))
 
     def choose(
-        self, by_windows: numbers.NumberReading, by_segments: numbers.NumberReading
+        self,
+        by_windows: numbers.NumberReading,
+        by_segments: numbers.NumberReading,
+        ink: InkImage,
+        line: number_windows.Line,
     ) -> numbers.NumberReading:
-        """The better of two readings of one picture: the windows' if they agree; otherwise the
-        chooser's pick (``number_choice``), or without one the more confident reading.  With a
-        chooser the reading not taken becomes the runner-up when its confidence is at least
-        ``numbers.RUNNER_UP_RATIO`` x the chosen one's (else the chosen one's own stays)."""
+        """The better of two readings of one picture (its clean ``ink`` and the windows'
+        ``line``): the windows' if they agree; otherwise the chooser's pick (``number_choice``:
+        the digit model reads the windows' digits, the number reader segmentation's), or without
+        one the more confident reading.  With a chooser the reading not taken becomes the
+        runner-up when its confidence is at least ``numbers.RUNNER_UP_RATIO`` x the chosen one's
+        (else the chosen one's own stays)."""
         if by_windows.number == by_segments.number:
             return by_windows
         if self.chooser is None:
             return by_windows if by_windows.confidence >= by_segments.confidence else by_segments
         features = number_choice.reading_features(
-            by_windows, by_segments, self.digit_probabilities(by_windows)
+            by_windows,
+            by_segments,
+            self.digit_probabilities(by_windows),
+            self.reader_probabilities(ink, line, by_segments),
         )
         if self.chooser.prefers_segments(features):
             chosen, other = by_segments, by_windows
@@ -503,6 +512,26 @@ class Recogniser:
         """The digit model's probabilities (D, K) for each digit's own image in ``reading``."""
         images = np.stack([d.image for d in reading.digits])[:, None]
         return self._predict(images)
+
+    def reader_probabilities(
+        self, ink: InkImage, line: number_windows.Line, reading: numbers.NumberReading
+    ) -> np.ndarray:
+        """The number reader's probabilities (D, 11) for a window centred on each of
+        ``reading``'s D digits (``number_windows.windows_at_boxes``), as a second look reads:
+        with a second reader, the mean of both.  A window with no ink near its centre: "no
+        digit"."""
+        boxes = [d.box for d in reading.digits]
+        windows, kept = number_windows.windows_at_boxes(ink, line, boxes, self.window_width)
+        probabilities = np.zeros((len(boxes), number_windows.NOT_A_DIGIT + 1))
+        probabilities[:, number_windows.NOT_A_DIGIT] = 1.0
+        if kept.any():
+            batch = windows[kept][:, None]
+            probabilities[kept] = self._predict_windows(batch)
+            if self.second_reader is not None:
+                with self._stage("model"):
+                    second = self.second_reader.predict(batch)
+                probabilities[kept] = (probabilities[kept] + second) / 2
+        return probabilities
 
     def _predict_windows(self, batch: np.ndarray) -> np.ndarray:
         """The number reader's ``predict`` of a (N, 1, 28, width) batch (the ``model`` stage)."""

@@ -53,8 +53,9 @@ def test_the_features_say_what_each_reading_says_about_itself() -> None:
     digit_model = np.array([one_hot(1, 0.99), one_hot(4, 0.6)])  # reads the "7" as a 4
     digit_model[1, 10] += 0.2
     digit_model[1, 4] -= 0.2
-    x = dict(zip(nc.FEATURES, nc.reading_features(by_windows, by_segments, digit_model),
-                 strict=True))  # fmt: skip
+    reader = np.array([one_hot(1, 0.95), one_hot(1, 0.7), one_hot(10, 0.6)])  # the 7: no digit
+    features = nc.reading_features(by_windows, by_segments, digit_model, reader)
+    x = dict(zip(nc.FEATURES, features, strict=True))
     assert x["log_windows_confidence"] == pytest.approx(2 * math.log(0.8))
     assert x["log_segments_confidence"] == pytest.approx(3 * math.log(0.9))
     assert x["length_difference"] == -1
@@ -68,13 +69,19 @@ def test_the_features_say_what_each_reading_says_about_itself() -> None:
     assert x["segments_widest_box"] == pytest.approx(35 / 40)
     assert x["windows_no_digit"] == pytest.approx(0.02)
     assert x["windows_trusted"] == 1.0
+    assert x["reader_log_probability"] == pytest.approx(
+        math.log(0.95) + math.log(0.7) + math.log(0.04)
+    )
+    assert x["reader_no_digit"] == pytest.approx(0.6)
 
 
 def test_without_a_segmentation_reading_its_features_are_the_worst_possible() -> None:
     by_windows = reading("5", 0.3, [(0, 0, 20, 40)])
-    x = dict(zip(nc.FEATURES, nc.reading_features(by_windows, None, one_hot(5, 0.9)[None]),
-                 strict=True))  # fmt: skip
+    features = nc.reading_features(by_windows, None, one_hot(5, 0.9)[None], None)
+    x = dict(zip(nc.FEATURES, features, strict=True))
     assert x["log_segments_confidence"] == pytest.approx(math.log(1e-9))
+    assert x["reader_log_probability"] == pytest.approx(math.log(1e-9))
+    assert x["reader_no_digit"] == 1.0
     assert x["length_difference"] == 1 and x["windows_trusted"] == 0.0
 
 
@@ -140,7 +147,8 @@ def test_the_shipped_chooser_was_fitted_for_the_shipped_networks(shipped) -> Non
 def test_a_chooser_fitted_for_other_networks_is_not_used(tmp_path, caplog) -> None:
     for name in (WEIGHTS.name, NUMBER_READER_FILE):
         shutil.copy(WEIGHTS.with_name(name), tmp_path / name)
-    chooser = nc.Chooser(nc.FEATURES, (0.0,) * 11, (1.0,) * 11, (0.0,) * 11, 0.0,
+    n = len(nc.FEATURES)
+    chooser = nc.Chooser(nc.FEATURES, (0.0,) * n, (1.0,) * n, (0.0,) * n, 0.0,
                          {"digit_model": "0123456789ab", "number_reader": "ba9876543210"})  # fmt: skip
     chooser.save(tmp_path / nc.CHOOSER_FILE)
     with caplog.at_level(logging.WARNING):
@@ -151,7 +159,8 @@ def test_a_chooser_fitted_for_other_networks_is_not_used(tmp_path, caplog) -> No
 
 def _always(segments: bool) -> nc.Chooser:
     """A chooser that always prefers segmentation (or never): only its bias speaks."""
-    return nc.Chooser(nc.FEATURES, (0.0,) * 11, (1.0,) * 11, (0.0,) * 11,
+    n = len(nc.FEATURES)
+    return nc.Chooser(nc.FEATURES, (0.0,) * n, (1.0,) * n, (0.0,) * n,
                       50.0 if segments else -50.0, {})  # fmt: skip
 
 
@@ -159,17 +168,47 @@ def test_the_chooser_decides_only_where_the_readings_differ(shipped) -> None:
     by_windows = reading("17", 0.6, [(0, 0, 20, 40), (30, 0, 60, 40)])
     by_segments = reading("71", 0.6, [(0, 0, 20, 40), (30, 0, 60, 40)])
     same = reading("17", 0.9, [(0, 0, 20, 40), (30, 0, 60, 40)])
+    ink = find_ink(open_picture(png(written("17"))))
+    line = number_windows.line_geometry(ink.pixels)
     recogniser = Recogniser(shipped.model, number_reader=shipped.number_reader,
                             chooser=_always(True))  # fmt: skip
-    chosen = recogniser.choose(by_windows, by_segments)
+    chosen = recogniser.choose(by_windows, by_segments, ink, line)
     assert chosen.number == "71" and chosen.digits == by_segments.digits
     assert chosen.runner_up == ("17", by_windows.confidence)  # the other reading, as close
-    assert recogniser.choose(by_windows, same) is by_windows  # they agree: no question
+    assert recogniser.choose(by_windows, same, ink, line) is by_windows  # they agree
     recogniser.chooser = _always(False)
-    chosen = recogniser.choose(by_windows, by_segments)
+    chosen = recogniser.choose(by_windows, by_segments, ink, line)
     assert chosen.number == "17" and chosen.runner_up == ("71", by_segments.confidence)
     unlikely = reading("71", 0.05, [(0, 0, 20, 40), (30, 0, 60, 40)])  # 0.0025 < 0.1 x 0.36
-    assert recogniser.choose(by_windows, unlikely).runner_up is None  # the chosen one's own
+    assert recogniser.choose(by_windows, unlikely, ink, line).runner_up is None  # its own
+
+
+def test_the_reader_reads_windows_centred_on_another_readings_digits(shipped) -> None:
+    """``reader_probabilities``: the reader's (both readers', averaged) probabilities for windows
+    centred on each digit of segmentation's reading - the same as the windows it reads itself
+    when a digit's middle falls on one of its own window centres."""
+    data = png(written("407"))
+    ink = find_ink(open_picture(data))
+    by_segments = shipped.segment_number(data, "segmentation")
+    assert by_segments.number == "407"
+    read = shipped.read_windows(ink)
+    probabilities = shipped.reader_probabilities(ink, read.line, by_segments)
+    assert probabilities.shape == (3, 11)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert list(probabilities[:, :10].argmax(axis=1)) == [4, 0, 7]
+    assert (probabilities[:, 10] < 0.5).all()  # a digit is centred in each
+    # a box whose middle is one of the reader's own window centres gets that very window
+    k = len(read.centres) // 2
+    middle = (read.centres[k] + 0.5) / read.line.zoom * ink.scale
+    windows, kept = number_windows.windows_at_boxes(
+        ink, read.line, [(middle - 5, 0, middle + 5, 9)]
+    )
+    assert kept[0] == read.kept[k]
+    assert np.allclose(windows[0], read.windows[k], atol=1e-5)
+    # with no ink near its middle, a box holds no digit
+    far = reading("1", 0.9, [(ink.input_size[0] * 10, 0, ink.input_size[0] * 10 + 5, 5)])
+    nothing = shipped.reader_probabilities(ink, read.line, far)
+    assert nothing[0, 10] == 1.0
 
 
 def test_auto_asks_segmentation_only_when_the_windows_are_unsure(shipped, monkeypatch) -> None:
