@@ -526,11 +526,7 @@ class Recogniser:
         probabilities[:, number_windows.NOT_A_DIGIT] = 1.0
         if kept.any():
             batch = windows[kept][:, None]
-            probabilities[kept] = self._predict_windows(batch)
-            if self.second_reader is not None:
-                with self._stage("model"):
-                    second = self.second_reader.predict(batch)
-                probabilities[kept] = (probabilities[kept] + second) / 2
+            probabilities[kept] = self._mean_with_second_reader(self._predict_windows(batch), batch)
         return probabilities
 
     def _predict_windows(self, batch: np.ndarray) -> np.ndarray:
@@ -546,11 +542,21 @@ class Recogniser:
         if self.second_reader is None:
             return read
         kept = read.kept
-        with self._stage("model"):
-            second = self.second_reader.predict(read.windows[kept][:, None].astype(np.float32))
         probabilities = read.probabilities.copy()
-        probabilities[kept] = (probabilities[kept] + second) / 2
+        probabilities[kept] = self._mean_with_second_reader(
+            probabilities[kept], read.windows[kept][:, None]
+        )
         return dataclasses.replace(read, probabilities=probabilities)
+
+    def _mean_with_second_reader(self, first: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        """``first``, the number reader's probabilities for the windows ``batch``
+        (N, 1, 28, width), averaged with the second reader's, read now (the ``model`` stage);
+        without a second reader, ``first``."""
+        if self.second_reader is None:
+            return first
+        with self._stage("model"):
+            second = self.second_reader.predict(batch.astype(np.float32, copy=False))
+        return (first + second) / 2
 
     def read_number(self, data: bytes, method: str = "auto") -> dict[str, Any]:
         """A picture of several digits side by side, read left to right as one number.
