@@ -33,7 +33,7 @@ between; between two digits closer together than that, the limits shrink with th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,18 +165,22 @@ def cut_windows(
     return out, kept, heights
 
 
-def windows_at_boxes(
-    ink: InkImage, line: Line, boxes: list[tuple[int, int, int, int]], width: int = WINDOW
-) -> tuple[np.ndarray, np.ndarray]:
-    """Windows centred on the middle of each box ``(x0, y0, x1, y1)`` (input pixels), framed as
-    ``cut_windows`` frames them: ``(windows (B, 28, width) float32, kept (B,) bool)``.  How the
-    number reader reads the digits another reader found (segmentation's, for the chooser).
+def box_middles(
+    ink: InkImage, line: Line, boxes: Sequence[tuple[int, int, int, int]]
+) -> np.ndarray:
+    """The line columns of the middles of ``boxes`` ``(x0, y0, x1, y1)`` (input pixels): where
+    a digit counts as centred, for the training labels and for reading another reader's digits."""
+    to_line = line.zoom / ink.scale  # input pixels -> line pixels
+    return np.array([(x0 + x1) / 2 * to_line for x0, _, x1, _ in boxes], dtype=np.float64)
 
-    An input pixel ``i`` spans ``[i, i + 1)``, a line pixel ``j`` has its centre at ``j + 1/2``
-    in the same units, so a box's middle ``m`` lies at column ``m / scale x zoom - 1/2``."""
-    middles = np.array([(x0 + x1) / 2 for x0, _, x1, _ in boxes], dtype=np.float64)
-    centres = middles / ink.scale * line.zoom - 0.5
-    windows, kept, _ = cut_windows(line, centres, width)
+
+def windows_at_boxes(
+    ink: InkImage, line: Line, boxes: Sequence[tuple[int, int, int, int]], width: int = WINDOW
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows centred on the middle of each box (``box_middles``), framed as ``cut_windows``
+    frames them: ``(windows (B, 28, width) float32, kept (B,) bool)``.  How the number reader
+    reads the digits another reader found (segmentation's, for the chooser)."""
+    windows, kept, _ = cut_windows(line, box_middles(ink, line, boxes), width)
     return windows, kept
 
 
@@ -304,8 +308,7 @@ def training_windows(
     line = line_geometry(ink.pixels)
     centres = window_centres(line, TRAINING_STRIDE)
     windows, kept, heights = cut_windows(line, centres, width)
-    to_line = line.zoom / ink.scale  # input pixels -> line pixels
-    digit_centres = np.array([(box[0] + box[2]) / 2 * to_line for box in picture.boxes])
+    digit_centres = box_middles(ink, line, picture.boxes)
     digits = np.array([int(c) for c in picture.text])
     labels = window_labels(centres, heights, digit_centres, digits)
     labels[~kept] = -1
@@ -358,6 +361,18 @@ class WindowProbabilities:
     timings: dict[str, float]
 
 
+def read_kept(
+    windows: np.ndarray, kept: np.ndarray, predict: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """The reader's probabilities (K, 11) for ``windows`` (K, 28, width), ``predict`` called once
+    for the ``kept`` ones; a window not kept (no ink near its centre) holds no digit."""
+    probabilities = np.zeros((len(windows), NOT_A_DIGIT + 1))
+    probabilities[:, NOT_A_DIGIT] = 1.0
+    if kept.any():
+        probabilities[kept] = predict(windows[kept][:, None])
+    return probabilities
+
+
 def window_probabilities(
     ink: InkImage, predict: Callable[[np.ndarray], np.ndarray], width: int = WINDOW
 ) -> WindowProbabilities:
@@ -367,9 +382,7 @@ def window_probabilities(
     started = time.perf_counter()
     line, centres, windows, kept = read_line(ink.pixels, width)
     cut = time.perf_counter()
-    probabilities = np.zeros((len(centres), NOT_A_DIGIT + 1))
-    probabilities[:, NOT_A_DIGIT] = 1.0  # a window with no ink near its centre holds no digit
-    probabilities[kept] = predict(windows[kept][:, None])
+    probabilities = read_kept(windows, kept, predict)
     timings = {"windows": cut - started, "network": time.perf_counter() - cut,
                "window_count": int(kept.sum())}  # fmt: skip
     return WindowProbabilities(line, centres, windows, kept, probabilities, timings)

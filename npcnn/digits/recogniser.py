@@ -522,12 +522,12 @@ class Recogniser:
         digit"."""
         boxes = [d.box for d in reading.digits]
         windows, kept = number_windows.windows_at_boxes(ink, line, boxes, self.window_width)
-        probabilities = np.zeros((len(boxes), number_windows.NOT_A_DIGIT + 1))
-        probabilities[:, number_windows.NOT_A_DIGIT] = 1.0
-        if kept.any():
-            batch = windows[kept][:, None]
-            probabilities[kept] = self._mean_with_second_reader(self._predict_windows(batch), batch)
-        return probabilities
+        return number_windows.read_kept(windows, kept, self._predict_windows_with_both)
+
+    def _predict_windows_with_both(self, batch: np.ndarray) -> np.ndarray:
+        """Both readers' mean probabilities for a (N, 1, 28, width) batch (the first alone
+        without a second reader)."""
+        return self._mean_with_second_reader(self._predict_windows(batch), batch)
 
     def _predict_windows(self, batch: np.ndarray) -> np.ndarray:
         """The number reader's ``predict`` of a (N, 1, 28, width) batch (the ``model`` stage)."""

@@ -199,7 +199,7 @@ def test_the_reader_reads_windows_centred_on_another_readings_digits(shipped) ->
     assert (probabilities[:, 10] < 0.5).all()  # a digit is centred in each
     # a box whose middle is one of the reader's own window centres gets that very window
     k = len(read.centres) // 2
-    middle = (read.centres[k] + 0.5) / read.line.zoom * ink.scale
+    middle = read.centres[k] / read.line.zoom * ink.scale
     windows, kept = number_windows.windows_at_boxes(
         ink, read.line, [(middle - 5, 0, middle + 5, 9)]
     )
