@@ -568,6 +568,8 @@ def test_fine_tuning_on_corrections_learns_them_and_guards_mnist(tmp_path, shipp
     assert after["mnist_test"] >= before["mnist_test"] - 0.002
 
     out.unlink()
-    assert train_model.main([*common, "--lr", "0.05"]) == 1  # a reckless rate forgets MNIST
+    # a reckless rate forgets MNIST within 4 epochs (20 steps)
+    reckless = [*common[:-1], "4", "--lr", "0.05"]
+    assert train_model.main(reckless) == 1
     assert "refused" in capsys.readouterr().out
     assert not out.exists()
