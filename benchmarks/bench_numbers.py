@@ -17,7 +17,7 @@ and, with a number reader beside the model (``weights/number_reader.npz``), the 
 (``number_windows.read_number``), which the app tries first:
 
     windows     the line scaled, and every window cut and framed
-    reader      ONE ``number_reader.predict`` of all windows
+    reader      ONE ``predict`` of all windows by the number reader (BatchNorm folded in)
     runs        the digits found in the runs of windows, their boxes and framed images
 
 ``segmented`` is the share of pictures whose window reading was unsure

@@ -13,6 +13,7 @@ The framework: layers, models, training, files, gradient checks and kernels.  It
 from . import checkpoints, gradcheck, kernels, layers, losses, optimizers, training
 from .checkpoints import Checkpoint
 from .errors import ConfigError, ModelFileError, NpcnnError, ShapeError
+from .folding import fold_batchnorm
 from .io import load_model as load
 from .io import save_model as save
 from .kernels import get_backend, set_backend
@@ -33,6 +34,7 @@ __all__ = [
     "checkpoints",
     "evaluate",
     "fit",
+    "fold_batchnorm",
     "train_step",
     "training",
     "ShapeError",

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
+from npcnn import kernels
 from npcnn.digits.errors import NoInkError
 from npcnn.digits.number_set import NumberPicture
 from npcnn.digits.numbers import (
@@ -127,17 +127,22 @@ def window_centres(line: Line, stride: float | None = None) -> np.ndarray:
 
 def local_extent(line: Line, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The top and bottom (rows) of the ink within ``BAND`` line heights of each centre; windows
-    whose band holds no ink get NaN."""
+    whose band holds no ink get NaN.
+
+    A column without ink has ``top = H`` and ``bottom = -1`` (``column_extents``), so the band's
+    extent is simply the smallest top and the largest bottom of its columns."""
     reach = BAND * DIGIT_PX
-    width = line.ink.shape[1]
-    tops, bottoms = np.full(len(centres), np.nan), np.full(len(centres), np.nan)
-    for k, x in enumerate(centres):
-        lo, hi = max(0, int(np.floor(x - reach))), min(width, int(np.ceil(x + reach)) + 1)
-        top, bottom = line.top[lo:hi], line.bottom[lo:hi]
-        inked = bottom >= top
-        if inked.any():
-            tops[k], bottoms[k] = top[inked].min(), bottom[inked].max() + 1
-    return tops, bottoms
+    height, width = line.ink.shape
+    first = np.maximum(0, np.floor(centres - reach)).astype(np.intp)
+    stop = np.minimum(width, np.ceil(centres + reach).astype(np.intp) + 1)
+    span = max(1, int((stop - first).max(initial=1)))
+    columns = first[:, None] + np.arange(span)  # (K, span): each band's columns, and some more
+    inside = columns < stop[:, None]
+    columns = np.minimum(columns, width - 1)
+    tops = np.where(inside, line.top[columns], height).min(axis=1, initial=height)
+    bottoms = np.where(inside, line.bottom[columns], -1).max(axis=1, initial=-1)
+    inked = bottoms >= 0
+    return np.where(inked, tops, np.nan), np.where(inked, bottoms + 1, np.nan)
 
 
 def cut_windows(
@@ -158,10 +163,15 @@ def cut_windows(
     col_offsets = np.arange(width, dtype=np.float64) - (width - 1) / 2
     rows = middles[:, None, None] + row_offsets[None, :, None] * step[:, None, None]
     cols = centres[:, None, None] + col_offsets[None, None, :] * step[:, None, None]
-    rows, cols = np.broadcast_arrays(rows, cols)
-    windows = ndimage.map_coordinates(line.ink, [rows[kept], cols[kept]], order=1, cval=0.0)
+    rows, cols = np.broadcast_arrays(rows[kept], cols[kept])  # (kept, WINDOW, width)
+    windows = kernels.sample_bilinear(
+        line.ink[None], rows.reshape(1, -1, width), cols.reshape(1, -1, width)
+    ).reshape(rows.shape)
+    # nothing is read beyond the line's outermost pixels (not even half a pixel's blend)
+    height, line_width = line.ink.shape
+    windows[(rows < 0) | (rows > height - 1) | (cols < 0) | (cols > line_width - 1)] = 0.0
     out = np.zeros((len(centres), WINDOW, width), dtype=np.float32)
-    out[kept] = windows.reshape(-1, WINDOW, width)
+    out[kept] = windows
     return out, kept, heights
 
 

@@ -250,7 +250,8 @@ def test_two_readers_read_together_by_averaging_their_probabilities(shipped) -> 
     both = shipped.with_second_reader(read)
     kept = read.kept
     second = shipped.second_reader.predict(read.windows[kept][:, None])
-    np.testing.assert_allclose(both.probabilities[kept], (first[kept] + second) / 2, rtol=1e-6)
+    # the app predicts with BatchNorm folded in (npcnn.fold_batchnorm): equal to float rounding
+    np.testing.assert_allclose(both.probabilities[kept], (first[kept] + second) / 2, atol=1e-5)
     np.testing.assert_array_equal(both.probabilities[~kept], first[~kept])  # still "no digit"
     np.testing.assert_array_equal(read.probabilities, first)  # the first reading is untouched
     np.testing.assert_allclose(both.probabilities.sum(axis=1), 1.0, rtol=1e-5)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from test_numbers import png, written
 
 import npcnn
@@ -75,6 +76,49 @@ def test_a_window_frames_the_ink_at_its_centre_like_an_mnist_digit() -> None:
     cols = np.flatnonzero(windows[0].max(axis=0) > 0.5)
     assert abs((cols[0] + cols[-1]) / 2 - (nw.WINDOW - 1) / 2) <= 1.5
     assert not windows[1].any()
+
+
+def test_windows_read_the_line_as_scipy_reads_it_bilinearly_with_nothing_beyond_its_edges() -> None:
+    """``cut_windows`` samples with ``kernels.sample_bilinear``; that is
+    ``scipy.ndimage.map_coordinates(order=1, mode="constant")`` at the same points, windows
+    that reach past the line's edges included (where the ink touches them)."""
+    rng = np.random.default_rng(3)
+    ink = rng.random((40, 90), dtype=np.float32)
+    ink[ink < 0.6] = 0.0  # ink right up to every edge
+    top, bottom = nw.column_extents(ink)
+    line = nw.Line(ink, 1.0, top, bottom)
+    centres = np.array([0.0, 0.4, 17.3, 45.0, 88.6, 89.0, 95.0])
+    windows, kept, heights = nw.cut_windows(line, centres, width=36)
+    tops, bottoms = nw.local_extent(line, centres)
+    for k in np.flatnonzero(kept):
+        step = heights[k] / nw.DIGIT_PX
+        rows = (tops[k] + bottoms[k]) / 2 + (np.arange(nw.WINDOW) - (nw.WINDOW - 1) / 2) * step
+        cols = centres[k] + (np.arange(36) - 35 / 2) * step
+        r, c = np.meshgrid(rows, cols, indexing="ij")
+        expected = ndimage.map_coordinates(ink, [r, c], order=1, mode="constant", cval=0.0)
+        np.testing.assert_allclose(windows[k], expected, atol=1e-5)
+    assert not windows[~kept].any()
+
+
+def test_a_windows_band_spans_the_ink_of_the_columns_within_band_heights() -> None:
+    """``local_extent`` against its definition, one window at a time."""
+    rng = np.random.default_rng(4)
+    ink = np.zeros((30, 120), np.float32)
+    for x in rng.integers(0, 120, 25):
+        y0 = int(rng.integers(0, 25))
+        ink[y0 : y0 + int(rng.integers(1, 6)), x] = 1.0
+    top, bottom = nw.column_extents(ink)
+    line = nw.Line(ink, 1.0, top, bottom)
+    centres = np.concatenate([np.arange(-8.0, 130.0, 2.0), rng.uniform(-10, 130, 30)])
+    tops, bottoms = nw.local_extent(line, centres)
+    reach = nw.BAND * nw.DIGIT_PX
+    for x, got_top, got_bottom in zip(centres, tops, bottoms, strict=True):
+        lo, hi = max(0, int(np.floor(x - reach))), min(120, int(np.ceil(x + reach)) + 1)
+        rows = np.flatnonzero(ink[:, lo:hi].any(axis=1)) if hi > lo else np.array([])
+        if rows.size == 0:
+            assert np.isnan(got_top) and np.isnan(got_bottom)
+        else:
+            assert (got_top, got_bottom) == (rows[0], rows[-1] + 1)
 
 
 def test_a_wider_window_shows_the_same_middle_and_more_of_the_neighbours() -> None:
