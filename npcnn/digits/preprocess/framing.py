@@ -102,10 +102,17 @@ def stroke_goal(width: float, target: float = MNIST_STROKE_WIDTH) -> float:
 
 def _move_outline(signed: np.ndarray, grow: float) -> tuple[np.ndarray, float]:
     """The ink whose outline is moved out by ``grow`` px (in by ``-grow``), trimmed, and its
-    stroke width at the 20 px scale; an empty array and width 0 if nothing is left."""
+    stroke width at the 20 px scale; an empty array and width 0 if nothing is left.
+
+    Only the ink proper (pixels at least half covered) and the one-pixel anti-aliased rim round
+    it are kept: an erosion can leave a trail of faint pixels further out (where the stroke
+    narrows to about twice the erosion's depth), which would stretch the box the digit is
+    scaled by and leave it smaller than 20 px in its frame."""
     moved = np.clip(signed + grow + 0.5, 0.0, 1.0).astype(np.float32)
-    if not moved.any():
-        return moved, 0.0
+    solid = moved >= 0.5
+    if not solid.any():
+        return np.zeros_like(moved), 0.0
+    moved[~ndimage.binary_dilation(solid, structure=EIGHT_NEIGHBOURS)] = 0.0
     moved = crop_to_ink(moved)[0]
     return moved, stroke_width(moved) * MNIST_BOX / max(moved.shape)
 

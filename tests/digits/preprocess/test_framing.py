@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 from preprocess_pictures import (
@@ -116,6 +116,14 @@ def test_a_broken_stroke_is_kept() -> None:
     width_fraction=st.floats(0.01, 0.3),
     colours=st.tuples(st.tuples(*[st.integers(0, 255)] * 3), st.tuples(*[st.integers(0, 255)] * 3)),
     where=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+)
+@example(  # found by hypothesis: thinning this fat stroke left a trail of faint pixels below it
+    points=[(0.5, 0.53125), (0.5625, 0.5625), (0.8125, 0.0)],
+    canvas=(157, 157),
+    height_fraction=0.5,
+    width_fraction=0.25,
+    colours=((0, 0, 0), (0, 0, 110)),
+    where=(0.0, 1.0),
 )
 def test_any_drawing_gives_an_mnist_like_output(
     points, canvas, height_fraction, width_fraction, colours, where
