@@ -184,10 +184,11 @@ def _array_to_unit_range(array: np.ndarray) -> np.ndarray:
         return array.astype(np.float32) / np.float32(2**depth - 1)
     if low >= 0.0 and high <= 255.0:
         return array.astype(np.float32) / np.float32(1.0 if high <= 1.0 else 255.0)
-    if high == low:
-        return np.zeros(array.shape, dtype=np.float32)
     # halves first, so that even values near the float64 limit cannot overflow
-    stretched = (array.astype(np.float64) / 2 - low / 2) / (high / 2 - low / 2)
+    half_span = high / 2 - low / 2
+    if half_span <= 0.0:  # one value (or values a subnormal apart: their halves are equal)
+        return np.zeros(array.shape, dtype=np.float32)
+    stretched = (array.astype(np.float64) / 2 - low / 2) / half_span
     return stretched.astype(np.float32)
 
 

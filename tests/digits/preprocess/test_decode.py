@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
@@ -118,6 +118,9 @@ def test_a_truncated_lazy_pillow_image_raises_image_error() -> None:
         ),
     )
 )
+@example(
+    array=np.array([[[0.0, -5e-324, -5e-324], [-5e-324, -5e-324, -5e-324]]])
+)  # found by hypothesis
 def test_any_array_gives_an_mnist_like_output_or_an_image_error(array) -> None:
     """Random content, NaN, extreme values, 1-pixel images: a valid output or ImageError."""
     try:
