@@ -286,7 +286,8 @@ def add_feedback_options(parser: argparse.ArgumentParser) -> None:
         "--max-mnist-drop",
         type=float,
         default=0.05,
-        help="refuse to write the model if MNIST test accuracy falls by more percentage points",
+        help="refuse to write the model if its accuracy on MNIST validation digits (the split "
+        "it was trained without) falls by more percentage points",
     )
 
 
