@@ -94,6 +94,9 @@ def base_split(model: npcnn.Sequential) -> tuple[int, int]:
     """``(val_size, seed)`` of the validation split ``model`` held out of MNIST's training images
     when ``train_model.py`` trained it (its metadata), else ``train_val_split``'s defaults."""
     training = model.metadata.get("training", {})
+    if "val_size" not in training:
+        print("the model records no validation split: judging it on train_val_split's default "
+              "one (5,000 digits, seed 0), which it may have learnt from")  # fmt: skip
     return int(training.get("val_size", 5000)), int(training.get("seed", 0))
 
 

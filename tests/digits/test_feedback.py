@@ -621,3 +621,14 @@ def test_fine_tuning_mixes_in_only_the_training_digits_the_model_learnt_from(
     assert evaluated == [1000, 0, 1000, 0, 10_000]
     assert npcnn.load(out).metadata["metrics"]["val_accuracy"] is not None
     assert "MNIST validation (1,000)" in capsys.readouterr().out
+
+
+def test_a_model_without_a_recorded_split_is_judged_on_the_default_one_and_says_so(capsys):
+    from npcnn.layers import Dense, Flatten
+
+    model = npcnn.Sequential([Flatten(), Dense(784, 10)], input_shape=(1, 28, 28), seed=0)
+    assert finetune.base_split(model) == (5000, 0)
+    assert "records no validation split" in capsys.readouterr().out
+    model.metadata = {"training": {"val_size": 2000, "seed": 7}}
+    assert finetune.base_split(model) == (2000, 7)
+    assert capsys.readouterr().out == ""
