@@ -89,6 +89,8 @@ SEAM_DRIFT = 0.5  # a cut's seam pays this (in pixels of ink) per sideways step
 SEAM_SPACING = 0.08  # seams end at least this many heights apart
 TOP_SEAM_COST = 0.15  # seams from the top row too, if they cross at most this much ink (0: none),
 TOP_SEAM_WIDTH = 0.9  # ... in pieces at least this x their height wide (room for two digits)
+MARGIN_ASPECT = 12  # a page's vertical ruled line is at least this x taller than wide ...
+MARGIN_RATIO = 0.8  # ... and the digits beside it at most this x its height (margin_lines)
 SEAM_PROMINENCE = 0.0  # a seam is cheaper than the dearest on each side by this x p_max
 RUNNER_UP_RATIO = 0.1  # report the runner-up when its confidence is at least this x the best's
 
@@ -247,12 +249,33 @@ class Pieces:
     keep: np.ndarray
 
 
+def margin_lines(
+    heights: np.ndarray, widths: np.ndarray, masses: np.ndarray, picture_height: int
+) -> np.ndarray:
+    """Which pieces are a page's vertical ruled line (a notebook's margin), not a 1.
+
+    Such a line is straight and thin - at least ``MARGIN_ASPECT`` times as tall as it is wide -
+    and runs through the whole picture, from its top row to its bottom row, and the digits beside
+    it are shorter: the tallest other piece holding 15% of the heaviest other piece's ink is at
+    most ``MARGIN_RATIO`` of its height.  A 1 that is the only piece, or about as tall as its
+    neighbours, or that stops short of an edge, is never one."""
+    line = (heights >= picture_height) & (widths * MARGIN_ASPECT <= heights)
+    others = ~line
+    if not line.any() or not others.any():
+        return np.zeros_like(line)
+    heavy = others & (masses >= 0.15 * masses[others].max())
+    if heights[heavy].max() > MARGIN_RATIO * heights[line].min():
+        return np.zeros_like(line)
+    return line
+
+
 def digit_pieces(ink: np.ndarray) -> Pieces:
     """Clean ink (H, W) -> its pieces, and which of them may belong to digits.
 
-    The line height ``H`` is the tallest piece holding at least 15% of the heaviest piece's ink.
-    Dropped: underlines (flatter than 1:4, under 0.35 ``H`` tall and at least 0.8 ``H`` wide) and
-    tiny specks (under 3% of the heaviest piece's ink).  No ink, or nothing kept -> ``NoInkError``.
+    Dropped first: a page's vertical ruled lines (``margin_lines``).  Of the rest, the line height
+    ``H`` is the tallest piece holding at least 15% of the heaviest piece's ink.  Dropped too:
+    underlines (flatter than 1:4, under 0.35 ``H`` tall and at least 0.8 ``H`` wide) and tiny
+    specks (under 3% of the heaviest piece's ink).  No ink, or nothing kept -> ``NoInkError``.
     """
     labels, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)
     if count == 0:
@@ -261,11 +284,12 @@ def digit_pieces(ink: np.ndarray) -> Pieces:
     boxes = ndimage.find_objects(labels)
     heights = np.array([b[0].stop - b[0].start for b in boxes], dtype=np.float64)
     widths = np.array([b[1].stop - b[1].start for b in boxes], dtype=np.float64)
-    heaviest = float(masses.max())
-    line_height = float(heights[masses >= 0.15 * heaviest].max())
+    margin = margin_lines(heights, widths, masses, ink.shape[0])
+    heaviest = float(masses[~margin].max())
+    line_height = float(heights[~margin & (masses >= 0.15 * heaviest)].max())
     underline = (heights * 4 < widths) & (heights < 0.35 * line_height)
     underline &= widths >= 0.8 * line_height
-    keep = ~underline & (masses >= 0.03 * heaviest)
+    keep = ~underline & ~margin & (masses >= 0.03 * heaviest)
     if not keep.any():
         raise NoInkError("nothing to recognise: only specks or lines, no digits")
     return Pieces(labels, boxes, heights, masses, line_height, keep)

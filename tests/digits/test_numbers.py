@@ -194,6 +194,27 @@ def test_atoms_drop_an_underline_and_a_speck_and_keep_the_digits() -> None:
     assert found.line_height == 80 and found.digit_marks == 2
 
 
+def test_a_margin_line_through_the_picture_is_dropped_but_a_tall_1_is_not() -> None:
+    ink = np.zeros((200, 300), np.float32)
+    ink[60:140, 120:130] = 1.0  # two digits' worth of strokes, 80 px tall
+    ink[60:140, 200:210] = 1.0
+    ink[:, 30:33] = 1.0  # a notebook's margin: top to bottom, 3 px wide
+    found = numbers.find_atoms(ink)
+    assert [a.box[0] for a in found.atoms] == [120, 200]
+    assert found.line_height == 80 and found.digit_marks == 2
+    ink[:, 30:33] = 0.0
+    ink[3:197, 30:33] = 1.0  # a thin 1 nearly as tall as the picture, beside shorter digits
+    assert [a.box[0] for a in numbers.find_atoms(ink).atoms] == [30, 120, 200]
+    alone = np.zeros((200, 60), np.float32)
+    alone[:, 25:29] = 1.0  # a thin 1 alone, top to bottom
+    assert [a.box for a in numbers.find_atoms(alone).atoms] == [(25, 0, 29, 200)]
+    tight = np.zeros((100, 120), np.float32)
+    tight[:, 20:24] = 1.0  # "10" cropped tight: the 1 from top to bottom, the 0 nearly as tall
+    tight[8:95, 50:100] = 1.0
+    found = numbers.find_atoms(tight)
+    assert found.digit_marks == 2 and found.atoms[0].box == (20, 0, 24, 100)
+
+
 def test_a_slanted_seam_separates_overlapping_strokes() -> None:
     ink = np.zeros((80, 80), np.float32)
     for y in range(80):  # two parallel slanted strokes, overlapping in x, joined at the top
@@ -244,6 +265,14 @@ def test_specks_and_an_underline_are_ignored(shipped) -> None:
         draw.ellipse((x, y, x + 3, y + 3), fill=0)  # specks
     marked = shipped.read_number(png(image))
     assert clean["number"] == marked["number"] == "2026"
+
+
+def test_a_margin_line_beside_a_number_is_not_read_as_a_1(shipped) -> None:
+    image = written("3927")
+    clean = shipped.read_number(png(image))
+    ImageDraw.Draw(image).rectangle((12, 0, 14, image.height), fill=90)  # a margin, top to bottom
+    assert clean["number"] == shipped.read_number(png(image))["number"] == "3927"
+    assert shipped.segment_number(png(image), "segmentation").number == "3927"
 
 
 def test_boxes_are_inside_the_picture_and_left_to_right(shipped) -> None:
