@@ -24,7 +24,9 @@
 4. **Clean** (``rescale_ink``, ``remove_specks``).  Rescale robustly: ``high`` = the 90th
    percentile of the clear ink pixels (stroke cores), ``low`` = max(4 sigma, 0.2 high);
    ``(ink - low) / (high - low)`` clipped to [0, 1], so noise, texture and faint smudges go to 0
-   and stroke cores to 1, keeping the grey edges.  Drop specks: connected pieces of ink with
+   and stroke cores to 1, keeping the grey edges.  On a ruled page (a notebook), take the
+   page's lines out and keep the strokes across them (``ruling.remove_ruled_lines``: step 4a,
+   its own module).  Drop specks: connected pieces of ink with
    under 2% of the largest piece's ink.  (For a single digit ``keep_main_ink`` also drops small
    marks lying far from the main stroke.)  Too faint, too little or no ink at all ->
    ``NoInkError``, never a guess.
@@ -44,6 +46,7 @@ from scipy import ndimage
 
 from npcnn.digits.errors import NoInkError
 from npcnn.digits.preprocess.decode import load_image
+from npcnn.digits.preprocess.ruling import remove_ruled_lines
 
 MIN_CONTRAST = 0.08  # ink must differ from the paper by 8% of the black-white range
 MIN_INK_MASS = 4.0  # ... and add up to at least 4 fully inked pixels
@@ -311,7 +314,7 @@ def find_ink(image: Image.Image | np.ndarray) -> InkImage:
         gray = ndimage.gaussian_filter(gray, 1.0)
     background, sigma = fit_background(gray)
     ink = rescale_ink(make_ink_bright(gray, background, sigma), sigma)
-    return InkImage(remove_specks(ink), working.scale, working.input_size)
+    return InkImage(remove_specks(remove_ruled_lines(ink)), working.scale, working.input_size)
 
 
 def keep_main_ink(ink: np.ndarray) -> np.ndarray:
