@@ -98,3 +98,21 @@ def test_the_shipped_model_reads_mnist_digits_written_in_a_notebook(
     monkeypatch.setattr(ink_module, "remove_ruled_lines", lambda ink: ink)
     without = (predict(model, [to_mnist(p) for p in pictures]) == labels[:100]).sum()
     assert right >= 98 and without <= 80, (right, without)
+
+
+@given(
+    st.integers(2, 60),
+    st.integers(2, 60),
+    st.integers(0, 6),
+    st.integers(0, 2**32 - 1),
+)
+def test_it_only_ever_takes_ink_away(height, width, lines, seed) -> None:
+    """Whatever the picture: each pixel keeps its value or becomes 0, never anything else."""
+    rng = np.random.default_rng(seed)
+    ink = np.where(rng.random((height, width)) < 0.3, rng.random((height, width)), 0.0)
+    for row in rng.integers(0, height, size=lines):
+        ink[row, :] = rng.uniform(0.1, 1.0)  # lines from edge to edge, sometimes a page
+    ink = ink.astype(np.float32)
+    out = remove_ruled_lines(ink)
+    assert out.shape == ink.shape and out.dtype == np.float32
+    assert ((out == ink) | (out == 0)).all()
