@@ -13,7 +13,12 @@ from scipy import ndimage
 from npcnn.digits.preprocess import ink as ink_module
 from npcnn.digits.preprocess.framing import to_mnist
 from npcnn.digits.preprocess.ink import find_ink
-from npcnn.digits.preprocess.ruling import long_runs_along_rows, remove_ruled_lines
+from npcnn.digits.preprocess.ruling import (
+    gaps_closed_along_rows,
+    long_runs_along_rows,
+    may_be_ruled,
+    remove_ruled_lines,
+)
 
 BLUE_PEN, PAPER = np.array([20, 40, 140.0]), np.array([250, 250, 245.0])
 
@@ -50,6 +55,30 @@ def test_an_even_run_is_refused() -> None:
         long_runs_along_rows(np.ones((3, 9), dtype=bool), 4)
 
 
+@given(st.lists(st.booleans(), min_size=1, max_size=80), st.integers(0, 10))
+def test_closing_fills_the_short_gaps_and_no_more(values, half) -> None:
+    mask, gap = np.array(values), 2 * half + 1
+    closed = gaps_closed_along_rows(mask, gap)
+    assert (closed >= mask).all()  # nothing taken away
+    inked = np.flatnonzero(mask)
+    if not len(inked):
+        assert not closed.any()
+        return
+    # beyond the ink's ends, only a margin to the border of at most half the gap is filled
+    # (a dashed line that stops just short of the edge reaches it)
+    first, beyond = inked[0], len(mask) - 1 - inked[-1]
+    assert closed[:first].all() if first <= half else not closed[:first].any()
+    assert closed[len(mask) - beyond :].all() if beyond <= half else not closed[-beyond:].any()
+    for left, right in zip(inked[:-1], inked[1:], strict=True):
+        if right - left - 1 < gap:  # a gap shorter than ``gap``: filled
+            assert closed[left:right].all()
+
+
+def test_an_even_gap_is_refused() -> None:
+    with pytest.raises(ValueError, match="odd"):
+        gaps_closed_along_rows(np.ones(9, dtype=bool), 4)
+
+
 def test_lines_go_and_a_stroke_across_them_stays_whole() -> None:
     ink = np.zeros((200, 240), np.float32)
     for y in range(15, 200, 30):
@@ -71,6 +100,28 @@ def test_one_line_from_edge_to_edge_is_not_a_page() -> None:
     assert remove_ruled_lines(ink) is ink
     blank = np.zeros((50, 50), np.float32)
     assert remove_ruled_lines(blank) is blank
+
+
+def dashed_tilted_page(ink: np.ndarray, tilt: float = 1.5) -> np.ndarray:
+    """``ink`` on a page whose lines faded into dashes (8 px gone in every 20) and slope by
+    ``tilt`` degrees, with a margin: as clean ink."""
+    page = ink.copy()
+    height, width = page.shape
+    slope = np.tan(np.radians(tilt))
+    for y0 in range(10, height, 28):
+        for x in range(width):
+            y = int(round(y0 + slope * x))
+            if 0 <= y < height and x % 20 >= 8:
+                page[y, x] = max(page[y, x], 0.5)
+    page[:, 20:22] = np.maximum(page[:, 20:22], 0.6)
+    return page
+
+
+def test_a_photographed_page_with_faded_sloping_lines_is_cleaned_too() -> None:
+    ink = place(coverage("4"), (240, 240), 140)
+    page = dashed_tilted_page(ink)
+    assert may_be_ruled(page) and not may_be_ruled(ink)
+    assert corr(remove_ruled_lines(page), ink) > 0.97 > corr(page, ink)
 
 
 @pytest.mark.parametrize(("spacing", "thick", "line"), [
