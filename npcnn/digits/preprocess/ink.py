@@ -88,6 +88,15 @@ def _mix_channels(colour: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return colour[..., 0] * w0 + colour[..., 1] * w1 + colour[..., 2] * w2
 
 
+def _colour_spread(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The eigenvalues (ascending) and eigenvectors of ``mean(d d^T)`` over the colour differences
+    ``d`` between horizontal neighbours of ``rows`` (H, W, 3)."""
+    rows = rows.astype(np.float64)
+    differences = (rows[:, 1:] - rows[:, :-1]).reshape(-1, 3)
+    spread = np.einsum("ni,nj->ij", differences, differences) / max(len(differences), 1)
+    return np.linalg.eigh(spread)
+
+
 def to_grayscale(colour: np.ndarray) -> np.ndarray:
     """Step 2: (H, W, 3) RGB -> (H, W) float32 in [0, 1]; grey (H, W) is returned as it is.
 
@@ -105,10 +114,10 @@ def to_grayscale(colour: np.ndarray) -> np.ndarray:
         colour[..., 1], colour[..., 2]
     ):
         return np.ascontiguousarray(colour[..., 0])  # a grey picture stored as RGB
-    rows = colour[:: max(1, colour.shape[0] // 128)].astype(np.float64)
-    differences = (rows[:, 1:] - rows[:, :-1]).reshape(-1, 3)
-    spread = np.einsum("ni,nj->ij", differences, differences) / max(len(differences), 1)
-    variances, vectors = np.linalg.eigh(spread)  # (3,), (3, 3); eigenvalues ascending
+    step = max(1, colour.shape[0] // 128)  # about 128 rows are enough to see the strokes' edges
+    variances, vectors = _colour_spread(colour[::step])
+    if variances[-1] <= 1e-12 and step > 1:  # ... unless a mark lies between them (a thin dash)
+        variances, vectors = _colour_spread(colour)
     axis = vectors[:, -1] if variances[-1] > 1e-12 else LUMA.astype(np.float64)
     if axis @ LUMA < 0:
         axis = -axis

@@ -125,6 +125,22 @@ def test_a_broken_stroke_is_kept() -> None:
     colours=((0, 0, 0), (0, 0, 110)),
     where=(0.0, 1.0),
 )
+@example(  # found by hypothesis: a dash between the rows that gave the colour axis, black on
+    points=[(1.0, 0.0), (0.0, 0.0)],  # dark blue, looked like the paper (luminance only)
+    canvas=(40, 480),
+    height_fraction=0.25,
+    width_fraction=0.25,
+    colours=((0, 0, 0), (0, 0, 110)),
+    where=(0.0, 1.0),
+)
+@example(
+    points=[(1.0, 0.0), (0.0, 0.0)],
+    canvas=(40, 480),
+    height_fraction=0.25,
+    width_fraction=0.25,
+    colours=((0, 44, 0), (120, 0, 0)),
+    where=(0.0, 1.0),
+)
 def test_any_drawing_gives_an_mnist_like_output(
     points, canvas, height_fraction, width_fraction, colours, where
 ) -> None:
