@@ -11,7 +11,7 @@ from any picture, one step per module, and the data flows one way:
   orientation, big pictures reduced) -> float arrays at working resolution (``load_image``).
 - ``ink``: steps 1-4, transparency, grayscale, the background surface and the noise level,
   polarity, specks -> clean bright ink on black (``find_ink``), or ``NoInkError``; ``ruling``
-  (step 4a) takes a ruled page's lines out.
+  (step 4b) takes a ruled page's lines out.
 - ``framing``: steps 5-8, crop to the ink, normalise the stroke width, scale the longer side to
   20 px and put the centre of mass at (14, 14) of 28x28 (``to_mnist``).
 - ``segment``: a written number -> one framed crop per digit with its box (``segment_digits``).

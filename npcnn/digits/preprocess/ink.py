@@ -25,7 +25,7 @@
    percentile of the clear ink pixels (stroke cores), ``low`` = max(4 sigma, 0.2 high);
    ``(ink - low) / (high - low)`` clipped to [0, 1], so noise, texture and faint smudges go to 0
    and stroke cores to 1, keeping the grey edges.  On a ruled page (a notebook), take the
-   page's lines out and keep the strokes across them (``ruling.remove_ruled_lines``: step 4a,
+   page's lines out and keep the strokes across them (``ruling.remove_ruled_lines``: step 4b,
    its own module).  Drop specks: connected pieces of ink with
    under 2% of the largest piece's ink.  (For a single digit ``keep_main_ink`` also drops small
    marks lying far from the main stroke.)  Too faint, too little or no ink at all ->
@@ -292,7 +292,7 @@ def piece_masses(ink: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
 
 
 def remove_specks(ink: np.ndarray, fraction: float = SPECK_FRACTION) -> np.ndarray:
-    """Step 4b: zero the connected pieces (8-neighbour) whose ink (sum of values) is below
+    """Step 4c: zero the connected pieces (8-neighbour) whose ink (sum of values) is below
     ``fraction`` of the largest piece's, or below one pixel's worth.  Too little ink in all
     -> ``NoInkError``."""
     labels, count = ndimage.label(ink > 0, structure=EIGHT_NEIGHBOURS)

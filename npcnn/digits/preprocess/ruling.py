@@ -1,4 +1,4 @@
-"""Step 4a: a ruled page's lines -> gone, the digit's strokes across them kept.
+"""Step 4b: a ruled page's lines -> gone, the digit's strokes across them kept.
 
 A digit written in a school notebook and photographed comes with the page's ruling: thin
 horizontal lines from edge to edge, often a vertical margin line too.  They are ink as far as the

@@ -1,4 +1,4 @@
-"""Step 4a: a ruled page's lines are taken out, the digit's strokes across them kept."""
+"""Step 4b: a ruled page's lines are taken out, the digit's strokes across them kept."""
 
 from __future__ import annotations
 
