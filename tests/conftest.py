@@ -29,6 +29,16 @@ settings.register_profile("dev", deadline=None, suppress_health_check=_quiet)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+@pytest.fixture(autouse=True)
+def one_maths_thread():
+    """Every test ends with the suite's one maths thread: a test that sets another count, or runs
+    a command line that takes every core (``train_model.main``), must not leave the later tests in
+    its worker fighting the other worker for the cores, or computing on a different thread count."""
+    yield
+    if npcnn.settings.thread_limit() != 1:
+        npcnn.set_threads(1)
+
+
 @pytest.fixture(params=kernels.available_backends())
 def backend(request: pytest.FixtureRequest):
     """Runs the test once per backend (numpy, and numba where installed)."""

@@ -292,12 +292,13 @@ def im2col_conv2d_backward(
     grad_y = np.ascontiguousarray(grad_y).reshape(-1, f)
     pin_numba_blas_to_one_thread()
     x = np.ascontiguousarray(x)
+    step = items_per_task(n, oh * ow * k1 * x.itemsize)  # images per task
     if c == 1 and not input_grad:  # a first layer: the transposed columns, as in forward
-        rows_per_task = items_per_task(n * oh, ow * k1 * x.itemsize)
-        args = (x, grad_y, k, stride, pad, oh, ow, rows_per_task, sums)
+        # The same tasks as below (``step`` whole images each, so the same thread adds the same
+        # partial sums in the same order): skipping dx changes no bit of [dW | db].
+        args = (x, grad_y, k, stride, pad, oh, ow, step * oh, sums)
         run(_conv_backward_one_channel, grad_y.size, *args)
         return sums.sum(axis=0).T, None
-    step = items_per_task(n, oh * ow * k1 * x.itemsize)
     grad_x = np.empty(x.shape if input_grad else (0, h, w, c), dtype=x.dtype)
     w_mat = np.ascontiguousarray(w_ext[:, :-1])
     work = grad_y.size + grad_x.size
