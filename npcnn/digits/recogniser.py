@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import npcnn
 from npcnn.digits import analysis, number_choice, number_windows, numbers
@@ -190,6 +190,22 @@ StageObserver = Callable[[str, float], None]
 
 
 # --------------------------------------------------------------------- the recogniser
+WARM_UP_BATCH = 64  # images: as many as a number's windows or candidate digits
+
+
+def _warm_up_number() -> bytes:
+    """A PNG of a number drawn in black on white, "1 0 7 1": something for ``warm_up`` to read."""
+    picture = Image.new("L", (260, 90), 255)
+    pen = ImageDraw.Draw(picture)
+    pen.line([(30, 15), (30, 75)], fill=0, width=7)  # 1
+    pen.ellipse([(60, 15), (100, 75)], outline=0, width=7)  # 0
+    pen.line([(125, 15), (165, 15), (140, 75)], fill=0, width=7)  # 7
+    pen.line([(200, 15), (200, 75)], fill=0, width=7)  # 1
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 class Recogniser:
     """A trained model and what the app asks of it: read a digit, read a number, explain.
 
@@ -307,7 +323,12 @@ class Recogniser:
     def warm_up(self) -> None:
         """Compile the Numba kernels and fill caches now, not on the first user's request; check
         that a prediction comes out as probabilities (``RuntimeError`` if not).  Afterwards
-        ``warmed_up`` is true."""
+        ``warmed_up`` is true.
+
+        Every network predicts one image and a number's worth (``WARM_UP_BATCH``): which kernel
+        runs depends on the batch size (Winograd's from 32 images), and compiling the other one
+        on a fresh install would take a user's first number 20 s.  Then a drawn number is read
+        by each method, for the preprocessing's kernels."""
         stroke = np.zeros((28, 28), dtype=np.float32)
         stroke[8:20, 13:15] = 1.0
         self._unobserved.active = True
@@ -317,12 +338,14 @@ class Recogniser:
             if not (np.isfinite(probabilities).all() and abs(probabilities.sum() - 1.0) < 1e-3):
                 raise RuntimeError(f"the warm-up prediction is not probabilities: {probabilities}")
             self.explain(stroke)
+            self._predict(np.repeat(stroke[None, None], WARM_UP_BATCH, axis=0))
             if self.number_reader is not None:
                 window = np.zeros((28, self.window_width), dtype=np.float32)
                 window[8:20, self.window_width // 2 - 1 : self.window_width // 2 + 1] = 1.0
-                self._predict_windows(np.stack([window, window])[:, None])
-                if self.second_reader is not None:
-                    self.second_predictor.predict(np.stack([window, window])[:, None])
+                for count in (2, WARM_UP_BATCH):
+                    self._predict_windows_with_both(np.repeat(window[None, None], count, axis=0))
+            for method in ("auto", "windows", "segmentation") if self.number_reader else ("auto",):
+                self.read_number(_warm_up_number(), method)
         finally:
             self._unobserved.active = False
         self.warmed_up = True

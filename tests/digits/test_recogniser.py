@@ -229,3 +229,49 @@ def test_a_ten_output_model_always_reads_a_digit() -> None:
     assert (answer["digit"], answer["runner_up"]) == (3, 8)
     assert len(answer["probabilities"]) == 10
     assert abs(sum(answer["probabilities"]) - 1.0) < 1e-4
+
+
+# Run in a fresh process: the test process's kernels may have been compiled by other tests.
+WARM_UP_THEN_READ = """
+import sys
+import numba.core.dispatcher
+from npcnn.digits.number_set import number_set
+from npcnn.digits.recogniser import Recogniser
+
+def compiled():
+    found = set()
+    for name, module in list(sys.modules.items()):
+        if name.startswith("npcnn"):
+            for key, value in vars(module).items():
+                if isinstance(value, numba.core.dispatcher.Dispatcher):
+                    found |= {(name, key, str(signature)) for signature in value.signatures}
+    return found
+
+recogniser = Recogniser.from_file(sys.argv[1])
+recogniser.warm_up()
+before = compiled()
+pictures = number_set("dev", 12, seed=3)
+for picture, method in zip(pictures, ["auto", "windows", "segmentation"] * 4):
+    recogniser.read_number(picture.png(), method)
+recogniser.read_digit(pictures[0].png())
+recogniser.explain_digit(pictures[0].png())
+print(sorted(compiled() - before))
+"""
+
+
+@pytest.mark.skipif("numba" not in npcnn.kernels.available_backends(), reason="no Numba")
+def test_after_the_warm_up_no_reading_compiles_a_kernel(tmp_path) -> None:
+    """The warm-up compiles every kernel a request uses: on a fresh install a kernel compiled on
+    a user's request took that request 20 s (Winograd's, for a number's 32 or more windows)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    weights = Path(__file__).resolve().parents[2] / "weights" / "mnist_cnn.npz"
+    script = tmp_path / "warm_up_then_read.py"
+    script.write_text(WARM_UP_THEN_READ)
+    done = subprocess.run(
+        [sys.executable, str(script), str(weights)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout
