@@ -344,8 +344,9 @@ class Recogniser:
                 window[8:20, self.window_width // 2 - 1 : self.window_width // 2 + 1] = 1.0
                 for count in (2, WARM_UP_BATCH):
                     self._predict_windows_with_both(np.repeat(window[None, None], count, axis=0))
+            number = _warm_up_number()
             for method in ("auto", "windows", "segmentation") if self.number_reader else ("auto",):
-                self.read_number(_warm_up_number(), method)
+                self.read_number(number, method)
         finally:
             self._unobserved.active = False
         self.warmed_up = True
