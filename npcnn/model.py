@@ -222,6 +222,23 @@ class Sequential:
         """d logit[class_index] / d x, eval mode: a saliency map when ``x`` is one image."""
         return self.inspect(x, class_index).input_gradient
 
+    def logits_and_features(self, x: np.ndarray, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """The logits for a batch ``x`` (eval mode) and, from the same pass, the output of the
+        layer at index ``layer`` (e.g. the last hidden layer's: what the model "sees" in each
+        example, for another model to learn from).  The layer must not be a ReLU that runs
+        after its MaxPool (``execution_order``): its own output is never computed."""
+        order = self.execution_order()
+        if order[layer] != layer:
+            raise ValueError(f"layer {layer} runs fused with its neighbour; take another one")
+        x = self.as_input(x)
+        features = None
+        for i in order:
+            x = self.layers[i].forward(x, training=False)
+            if i == layer:
+                features = np.array(x, copy=True)
+        assert features is not None
+        return x, features
+
     def activations(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
         """Every layer's name and output for ``x``, eval mode (feature maps for conv layers)."""
         x = self.as_input(x)

@@ -134,6 +134,20 @@ def test_activations_name_every_layer():
     assert acts[0][1].shape == (2, 8, 12, 12)
 
 
+def test_logits_and_features_come_from_one_ordinary_pass():
+    model = tiny_cnn()
+    x = np.random.default_rng(3).normal(size=(4, 1, 12, 12)).astype(np.float32)
+    listed = dict(model.activations(x))
+    for index, layer in enumerate(model.layers):
+        if model.execution_order()[index] != index:  # a ReLU fused after its MaxPool
+            with pytest.raises(ValueError, match="fused"):
+                model.logits_and_features(x, index)
+            continue
+        logits, features = model.logits_and_features(x, index)
+        np.testing.assert_allclose(logits, model.predict_logits(x), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(features, listed[layer.name], rtol=1e-6, atol=1e-6)
+
+
 def test_wrong_input_shapes_are_rejected():
     model = tiny_cnn()
     with pytest.raises(ValueError, match="expected inputs of shape"):
