@@ -61,6 +61,8 @@ train: install
 
 train-numbers: install
 	$(PY) train_number_reader.py
+	$(PY) train_number_reader.py --pictures 48000 --out weights/number_reader_2.npz
+	$(PY) train_number_sequence.py
 
 bench: install
 	$(PY) benchmarks/bench_train.py --arch keras-small --backend numba

@@ -7,8 +7,9 @@ exactly as ``/api/predict_number`` reads an upload, once per method:
   alone, before the network has a say);
 - ``segmentation``: recognition-driven segmentation (``npcnn.digits.numbers``);
 - ``windows``: the number reader's sliding window (``npcnn.digits.number_windows``);
-- ``auto``: what the app does - the windows' reading, checked against segmentation's when it
-  is unsure (``Recogniser.segment_number``).
+- ``auto``: what the app does (``Recogniser.segment_number``) - with the sequence head
+  (``npcnn.digits.number_sequence``), its reading of both number readers' windows; without it,
+  the windows' reading checked against segmentation's when it is unsure.
 
 Printed per method, overall and per category: exact-number accuracy (the whole string right),
 digit-count accuracy (as many digits as written) and per-digit accuracy (the digits of the best

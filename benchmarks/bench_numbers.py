@@ -21,7 +21,13 @@ and, with a number reader beside the model (``weights/number_reader.npz``), the 
     runs        the digits found in the runs of windows, their boxes and framed images
 
 ``segmented`` is the share of pictures whose window reading was unsure
-(``Recogniser.looks_twice``), for which the app also runs the segmentation above.
+(``Recogniser.looks_twice``), for which the app without a sequence head also runs the
+segmentation above.  With the sequence head (``weights/number_sequence.npz``), the app reads
+every number by ``Recogniser.read_sequence`` instead:
+
+    sequence_windows    the same windows
+    sequence_networks   both readers on every window, and the head over their features
+    sequence_search     the best path, the digits' boxes and framed images
 
     python benchmarks/bench_numbers.py [--weights PATH] [--pictures 20] [--repeats 5] [--json]
 """
@@ -111,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     reader = recogniser.number_reader
     if reader is not None:
         stages |= {"windows": [], "reader": [], "runs": []}
+    head = recogniser.sequence_head
+    if head is not None:
+        stages |= {"sequence_windows": [], "sequence_networks": [], "sequence_search": []}
     candidates_per_picture, windows_per_picture, unsure = [], [], 0
     for _ in range(args.repeats):
         for data, _ in pictures:
@@ -137,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
                 stages["runs"].append(1000.0 * by_windows.timings["search"])
                 windows_per_picture.append(by_windows.timings["window_count"])
                 unsure += recogniser.looks_twice(by_windows)
+            if head is not None:
+                by_sequence = recogniser.read_sequence(ink)
+                for stage, timing in (("windows", "windows"), ("networks", "network"),
+                                      ("search", "search")):  # fmt: skip
+                    stages[f"sequence_{stage}"].append(1000.0 * by_sequence.timings[timing])
     result = {
         "pictures": f"{len(pictures)} x 1000x300, 6 digits",
         "requests": len(wall),

@@ -402,8 +402,16 @@ def reading_from_windows(ink: InkImage, read: WindowProbabilities) -> NumberRead
     """Step 3: the windows' probabilities -> the number's reading, each digit with its box and
     its image framed alone."""
     started = time.perf_counter()
+    return reading_from_digits(ink, read, decode(read.probabilities), started)
+
+
+def reading_from_digits(
+    ink: InkImage, read: WindowProbabilities, found: list[WindowDigit], started: float
+) -> NumberReading:
+    """The digits ``found`` on ``read``'s windows (by ``decode``, or by the sequence head:
+    ``number_sequence``) -> the number's reading, each digit with its box and its image framed
+    alone; ``started`` (``time.perf_counter``) is when the decoding began, for the timings."""
     line, centres, windows = read.line, read.centres, read.windows
-    found = decode(read.probabilities)
     if not found:
         raise NoInkError("nothing to recognise: no digit found")
     digits = []

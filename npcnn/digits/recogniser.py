@@ -57,7 +57,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import npcnn
-from npcnn.digits import analysis, number_choice, number_windows, numbers
+from npcnn.digits import analysis, number_choice, number_sequence, number_windows, numbers
 from npcnn.digits.errors import ImageError, NoInkError
 from npcnn.digits.number_choice import WINDOW_TRUST
 from npcnn.digits.numbers import MAX_DIGITS, TooManyMarksError
@@ -74,6 +74,8 @@ NUMBER_READER_FILE = "number_reader.npz"  # the window reader's weights, beside 
 # a second number reader, trained the same way on other pictures: when the first one is unsure,
 # the two read the windows together (their probabilities averaged), beside the model's too
 SECOND_READER_FILE = "number_reader_2.npz"
+# the sequence head (number_sequence): with both readers, it reads their windows as one sequence
+SEQUENCE_FILE = "number_sequence.npz"
 LOW_CONFIDENCE = 0.6  # below this top probability the page says "not sure"
 VERSION_DIGITS = 12  # hex digits of the weights' sha256 that name a model version
 NOT_A_DIGIT = 10  # class 10 of an 11-output model: "that is not a digit" (npcnn.digits.synth)
@@ -232,6 +234,7 @@ class Recogniser:
         second_reader: npcnn.Sequential | None = None,
         second_reader_version: str | None = None,
         chooser: number_choice.Chooser | None = None,
+        sequence_head: npcnn.Sequential | None = None,
     ) -> None:
         self.model = model
         self.number_reader = number_reader
@@ -263,6 +266,15 @@ class Recogniser:
         )
         self.second_predictor = (
             None if self.second_reader is None else npcnn.fold_batchnorm(self.second_reader)
+        )
+        # the sequence head reads both readers' windows (number_sequence): it needs both
+        self.sequence_head = sequence_head if self.second_reader is not None else None
+        self.empty_window_features = (
+            None
+            if self.sequence_head is None
+            else number_sequence.window_features(
+                self.readers(), np.zeros((1, 1, 28, self.window_width), np.float32)
+            )[0]
         )
         self.explain_model = copy.deepcopy(model)
         self.explain_lock = threading.Lock()
@@ -297,6 +309,22 @@ class Recogniser:
             if "second_reader" not in options and second_path.is_file():
                 options["second_reader"] = npcnn.load(second_path)
                 options["second_reader_version"] = model_version(second_path.read_bytes())
+        sequence_path = path.with_name(SEQUENCE_FILE)
+        if "sequence_head" not in options and "second_reader" in options:
+            if sequence_path.is_file():
+                head = npcnn.load(sequence_path)
+                trained_for = {
+                    NUMBER_READER_FILE: options["number_reader_version"],
+                    SECOND_READER_FILE: options.get("second_reader_version"),
+                }
+                if head.metadata.get("readers") == trained_for:
+                    options["sequence_head"] = head
+                else:
+                    log.warning(
+                        "%s was trained for other number readers (%s, not %s): not used; "
+                        "retrain it with train_number_sequence.py",
+                        sequence_path, head.metadata.get("readers"), trained_for,
+                    )  # fmt: skip
         chooser_path = path.with_name(number_choice.CHOOSER_FILE)
         if "chooser" not in options and "number_reader_version" in options:
             if chooser_path.is_file():
@@ -467,11 +495,13 @@ class Recogniser:
 
         ``"segmentation"``: the ink proposes cuts and the digit model scores the candidates
         (``numbers``); ``"windows"``: the number reader reads a window sliding along the line
-        (``number_windows``); ``"auto"`` (with a number reader): the windows' reading when it is
-        confident (``number_choice.needs_second_look`` with a chooser, else a confidence of at
-        least ``WINDOW_TRUST``); otherwise segmentation reads the picture too, and where the two
-        disagree the chooser decides (``choose``).  The ink, candidates and windows are the
-        ``preprocess`` stage, the networks the ``model`` stage."""
+        (``number_windows``); ``"auto"``: with both readers and the sequence head, the head's
+        reading of both readers' windows (``read_sequence``); with a number reader but no head,
+        the windows' reading when it is confident (``number_choice.needs_second_look`` with a
+        chooser, else a confidence of at least ``WINDOW_TRUST``), otherwise segmentation reads
+        the picture too and where the two disagree the chooser decides (``choose``).  The ink,
+        candidates and windows are the ``preprocess`` stage, the networks the ``model``
+        stage."""
         if method == "auto" and self.number_reader is None:
             method = "segmentation"
         if method not in ("auto", "windows", "segmentation"):
@@ -482,6 +512,8 @@ class Recogniser:
             ink = find_ink(open_picture(data))
         if method == "segmentation":
             return self.read_by_segments(ink)
+        if method == "auto" and self.sequence_head is not None:
+            return self.read_sequence(ink)
         read = self.read_windows(ink)
         by_windows = number_windows.reading_from_windows(ink, read)
         if method == "windows" or not self.looks_twice(by_windows):
@@ -498,6 +530,36 @@ class Recogniser:
         """Clean ink -> its windows and the number reader's probabilities for them
         (``number_windows.reading_from_windows`` turns them into a reading)."""
         return number_windows.window_probabilities(ink, self._predict_windows, self.window_width)
+
+    def readers(self) -> list[npcnn.Sequential]:
+        """The number readers as they predict (BatchNorm folded): the first, and the second
+        when there is one."""
+        return [p for p in (self.reader_predictor, self.second_predictor) if p is not None]
+
+    def read_sequence(self, ink: InkImage) -> numbers.NumberReading:
+        """Clean ink -> the sequence head's reading (``number_sequence``): both readers'
+        features for every window with ink, the head over them, its best path."""
+        started = time.perf_counter()
+        with self._stage("preprocess"):
+            line, centres, windows, kept = number_windows.read_line(ink.pixels, self.window_width)
+        cut = time.perf_counter()
+        features = np.repeat(self.empty_window_features[None], len(windows), axis=0)
+        with self._stage("model"):
+            if kept.any():
+                features[kept] = number_sequence.window_features(
+                    self.readers(), windows[kept][:, None]
+                )
+            logits = number_sequence.head_logits(
+                self.sequence_head, [features], self.empty_window_features
+            )[0]
+        decoding = time.perf_counter()
+        read = number_windows.WindowProbabilities(
+            line, centres, windows, kept, npcnn.softmax(logits),
+            {"windows": cut - started, "network": decoding - cut, "window_count": int(kept.sum())},
+        )  # fmt: skip
+        return number_windows.reading_from_digits(
+            ink, read, number_sequence.decode(logits), decoding
+        )
 
     def looks_twice(self, by_windows: numbers.NumberReading) -> bool:
         """Whether ``"auto"`` also reads by segmentation after this windows' reading: with a
@@ -702,5 +764,6 @@ class Recogniser:
                 "parameters": int(self.number_reader.parameter_count()),
                 "second_version": self.second_reader_version,
                 "chooser": self.chooser is not None,
+                "sequence_head": self.sequence_head is not None,
             },
         }

@@ -212,6 +212,7 @@ def test_the_reader_reads_windows_centred_on_another_readings_digits(shipped) ->
 
 
 def test_auto_asks_segmentation_only_when_the_windows_are_unsure(shipped, monkeypatch) -> None:
+    monkeypatch.setattr(shipped, "sequence_head", None)  # auto without the head (number_sequence)
     data = png(written("2026"))
     answers = {m: shipped.segment_number(data, m) for m in ("windows", "segmentation")}
     asked: list[str] = []
@@ -262,6 +263,7 @@ def test_two_readers_read_together_by_averaging_their_probabilities(shipped) -> 
 def test_the_second_reader_is_asked_only_on_a_second_look(shipped, monkeypatch) -> None:
     if shipped.second_reader is None:
         pytest.skip("no second number reader")
+    monkeypatch.setattr(shipped, "sequence_head", None)  # auto without the head (number_sequence)
     asked: list[int] = []
     original = shipped.with_second_reader
     monkeypatch.setattr(shipped, "with_second_reader",

@@ -225,6 +225,7 @@ def test_overlapping_digits_are_read_as_the_windows_read_them(shipped) -> None:
 def test_auto_trusts_a_confident_window_reading_and_else_asks_segmentation(
     shipped, monkeypatch
 ) -> None:
+    monkeypatch.setattr(shipped, "sequence_head", None)  # auto without the head (number_sequence)
     data = png(written("2026"))
     calls: list[str] = []
     original = shipped._predict
