@@ -21,6 +21,7 @@ import argparse
 import multiprocessing
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -89,13 +90,6 @@ def make_features(
     return [f for fs, _ in results for f in fs], [t for _, ts in results for t in ts]
 
 
-def fits_in(text: str, windows: int) -> bool:
-    """Whether ``windows`` windows can hold the digits of ``text`` under CTC: one window per
-    digit, and a blank between two equal digits."""
-    repeats = sum(a == b for a, b in zip(text, text[1:], strict=False))
-    return len(text) + repeats <= windows
-
-
 def read_all(
     head: Sequential, sequences: list[np.ndarray], empty: np.ndarray, batch: int = 64
 ) -> list[str]:
@@ -117,10 +111,11 @@ def train(
     lr: float,
     batch: int,
     seed: int,
-    report: callable,
+    report: Callable[[int, float, float], None],
 ) -> None:
     """CTC training of ``head`` on standardised features: batches of sequences of similar
-    lengths (little padding), shuffled each epoch; Adam with a cosine-decaying learning rate."""
+    lengths (little padding), shuffled each epoch; Adam with a cosine-decaying learning rate.
+    After each epoch ``report(epoch, mean loss, seconds)``."""
     context = number_sequence.CONTEXT
     labels = [[int(c) for c in text] for text in texts]
     lengths = np.array([len(s) for s in sequences])
@@ -172,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     made = time.perf_counter() - started
     print(f"{sum(len(s) for s in sequences):,} windows of {len(sequences):,} pictures, "
           f"{len(val_sequences):,} for validation, in {made:.0f} s")  # fmt: skip
-    fits = [i for i, (s, t) in enumerate(zip(sequences, texts, strict=True)) if fits_in(t, len(s))]
+    fits = [
+        i
+        for i, (s, t) in enumerate(zip(sequences, texts, strict=True))
+        if number_sequence.fits(t, len(s))
+    ]
     if len(fits) < len(sequences):
         print(f"left out {len(sequences) - len(fits)} pictures with fewer windows than their "
               "digits need (a blank between equal digits)")  # fmt: skip

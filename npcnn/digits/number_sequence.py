@@ -38,7 +38,7 @@ import numpy as np
 
 from npcnn.digits.number_windows import NOT_A_DIGIT, WindowDigit
 from npcnn.layers import Dense, Dropout, Layer, ReLU
-from npcnn.losses import CTCLoss, softmax
+from npcnn.losses import CTCLoss, log_softmax, softmax
 from npcnn.model import Sequential
 
 CONTEXT = 4  # windows either side seen with each window (0.4 line heights)
@@ -61,9 +61,7 @@ def window_features(readers: Sequence[Sequential], windows: np.ndarray) -> np.nd
     for reader in readers:
         last_relu = max(i for i, layer in enumerate(reader.layers) if isinstance(layer, ReLU))
         logits, hidden = reader.logits_and_features(windows, last_relu)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        parts += [hidden.reshape(len(windows), -1), log_p]
+        parts += [hidden.reshape(len(windows), -1), log_softmax(logits)]
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
@@ -114,16 +112,21 @@ def decode(logits: np.ndarray) -> list[WindowDigit]:
     return found
 
 
+def fits(number: str, windows: int) -> bool:
+    """Whether ``windows`` windows can hold the digits of ``number`` under CTC: a window per
+    digit, and a blank between two equal digits."""
+    repeats = sum(a == b for a, b in zip(number, number[1:], strict=False))
+    return len(number) + repeats <= windows
+
+
 def log_probability(logits: np.ndarray, number: str) -> float:
     """Step 5: ``log P(number | windows)`` under the head's ``logits`` (K, 11): the CTC sum over
     every alignment of the digits with the windows; ``-inf`` when the number does not fit (more
     digits, with the blanks between equal ones, than windows) or holds no digit."""
-    digits = [int(c) for c in number]
-    repeats = sum(a == b for a, b in zip(digits, digits[1:], strict=False))
-    if not digits or len(digits) + repeats > len(logits):
+    if not number or not fits(number, len(logits)):
         return -np.inf
     ctc = CTCLoss(blank=NOT_A_DIGIT)
-    ctc.forward(logits[None].astype(np.float64), [digits])
+    ctc.forward(logits[None].astype(np.float64), [[int(c) for c in number]])
     return float(ctc.log_probability()[0])
 
 
