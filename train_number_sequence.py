@@ -58,7 +58,7 @@ def features_of_pictures(
     npcnn.set_threads(1)
     readers = load_readers(Path(folder))
     width = number_windows.WINDOW
-    empty = number_sequence.window_features(readers, np.zeros((1, 1, 28, width), np.float32))
+    empty = number_sequence.empty_window_features(readers, width)
     augment = augmenter(strength)
     features, texts = [], []
     for index in range(first, first + count):
@@ -66,9 +66,7 @@ def features_of_pictures(
         picture = make_number(rng, "train", CATEGORIES[index % len(CATEGORIES)], augment)
         ink = find_ink(picture.pixels)
         _, _, windows, kept = number_windows.read_line(ink.pixels, width)
-        sequence = np.repeat(empty, len(windows), axis=0)
-        if kept.any():
-            sequence[kept] = number_sequence.window_features(readers, windows[kept][:, None])
+        sequence = number_sequence.line_features(readers, windows, kept, empty)
         features.append(sequence.astype(np.float16))
         texts.append(picture.text)
     return features, texts
@@ -178,9 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         sequences, texts = [sequences[i] for i in fits], [texts[i] for i in fits]
 
     readers = load_readers(args.weights)
-    empty = number_sequence.window_features(
-        readers, np.zeros((1, 1, 28, number_windows.WINDOW), np.float32)
-    )[0]
+    empty = number_sequence.empty_window_features(readers, number_windows.WINDOW)
     every = np.concatenate(sequences).astype(np.float32)
     mean, scale = every.mean(axis=0), every.std(axis=0) + 1e-3
     del every

@@ -65,6 +65,24 @@ def window_features(readers: Sequence[Sequential], windows: np.ndarray) -> np.nd
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def empty_window_features(readers: Sequence[Sequential], width: int) -> np.ndarray:
+    """``(F,)``: the features of a window without ink (28 x ``width`` zeros), which stand for
+    the windows that are not read and for those beyond a line's ends."""
+    return window_features(readers, np.zeros((1, 1, 28, width), np.float32))[0]
+
+
+def line_features(
+    readers: Sequence[Sequential], windows: np.ndarray, kept: np.ndarray, empty: np.ndarray
+) -> np.ndarray:
+    """``(K, F)`` features of a line's ``windows`` ``(K, 28, width)``: ``window_features`` of
+    the ``kept`` ones (ink near their centre), read in one batch; ``empty`` (the features of a
+    window without ink) for the others, which are never read."""
+    features = np.repeat(empty[None], len(windows), axis=0)
+    if kept.any():
+        features[kept] = window_features(readers, windows[kept][:, None])
+    return features
+
+
 def in_context(
     sequences: Sequence[np.ndarray], empty: np.ndarray, context: int = CONTEXT
 ) -> tuple[np.ndarray, int]:

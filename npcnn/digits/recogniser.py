@@ -272,9 +272,7 @@ class Recogniser:
         self.empty_window_features = (
             None
             if self.sequence_head is None
-            else number_sequence.window_features(
-                self.readers(), np.zeros((1, 1, 28, self.window_width), np.float32)
-            )[0]
+            else number_sequence.empty_window_features(self.readers(), self.window_width)
         )
         self.explain_model = copy.deepcopy(model)
         self.explain_lock = threading.Lock()
@@ -543,12 +541,10 @@ class Recogniser:
         with self._stage("preprocess"):
             line, centres, windows, kept = number_windows.read_line(ink.pixels, self.window_width)
         cut = time.perf_counter()
-        features = np.repeat(self.empty_window_features[None], len(windows), axis=0)
         with self._stage("model"):
-            if kept.any():
-                features[kept] = number_sequence.window_features(
-                    self.readers(), windows[kept][:, None]
-                )
+            features = number_sequence.line_features(
+                self.readers(), windows, kept, self.empty_window_features
+            )
             logits = number_sequence.head_logits(
                 self.sequence_head, [features], self.empty_window_features
             )[0]
