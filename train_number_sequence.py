@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     fits = [
         i
         for i, (s, t) in enumerate(zip(sequences, texts, strict=True))
-        if number_sequence.fits(t, len(s))
+        if CTCLoss.steps_needed(t) <= len(s)
     ]
     if len(fits) < len(sequences):
         print(f"left out {len(sequences) - len(fits)} pictures with fewer windows than their "

@@ -15,6 +15,8 @@ The gradient of the mean loss over a batch of ``N`` has the well-known simple fo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .errors import ConfigError, ShapeError
@@ -103,6 +105,12 @@ class CTCLoss:
     def __init__(self, blank: int) -> None:
         self.blank = blank
 
+    @staticmethod
+    def steps_needed(labels: Sequence[object]) -> int:
+        """The fewest steps an alignment of ``labels`` takes: one per label, and a blank between
+        two equal labels."""
+        return len(labels) + sum(a == b for a, b in zip(labels, labels[1:], strict=False))
+
     def _extended(self, labels: list[list[int]], num_classes: int) -> np.ndarray:
         longest = max((len(seq) for seq in labels), default=0)
         extended = np.full((len(labels), 2 * longest + 1), self.blank, dtype=np.intp)
@@ -126,11 +134,11 @@ class CTCLoss:
         lengths = np.full(n_seq, steps) if lengths is None else np.asarray(lengths, dtype=np.intp)
         labels = [list(map(int, seq)) for seq in labels]
         for seq, length in zip(labels, lengths, strict=True):
-            repeats = sum(a == b for a, b in zip(seq, seq[1:], strict=False))
-            if not 1 <= length <= steps or len(seq) + repeats > length:
+            needed = self.steps_needed(seq)
+            if not 1 <= length <= steps or needed > length:
                 raise ShapeError(
-                    f"a sequence of {len(seq)} labels ({repeats} repeated) needs at least "
-                    f"{len(seq) + repeats} steps, got {length}"
+                    f"a sequence of {len(seq)} labels ({needed - len(seq)} repeated) needs at "
+                    f"least {needed} steps, got {length}"
                 )
         extended = self._extended(labels, num_classes)
         states = extended.shape[1]

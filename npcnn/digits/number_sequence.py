@@ -22,9 +22,6 @@ true digit strings alone, with no position given.
 4. **Best path** (``decode``).  The most probable class per window; consecutive windows of the
    same digit are one digit, blanks separate digits (two equal digits need a blank between
    them).  A digit's confidence is its highest probability among its windows.
-5. **Scoring another reading** (``log_probability``): ``log P(digits | windows)``, the CTC sum
-   over every way of placing those digits on the windows - how the chooser weighs segmentation's
-   reading against the windows' (``number_choice``).
 
 Trained by ``train_number_sequence.py`` on the project's own number pictures (MNIST training
 digits outside the validation split, and synthetic ones) with seeds of their own.
@@ -38,7 +35,7 @@ import numpy as np
 
 from npcnn.digits.number_windows import NOT_A_DIGIT, WindowDigit
 from npcnn.layers import Dense, Dropout, Layer, ReLU
-from npcnn.losses import CTCLoss, log_softmax, softmax
+from npcnn.losses import log_softmax, softmax
 from npcnn.model import Sequential
 
 CONTEXT = 4  # windows either side seen with each window (0.4 line heights)
@@ -128,24 +125,6 @@ def decode(logits: np.ndarray) -> list[WindowDigit]:
         found.append(WindowDigit(digit, float(p[digit]), p, window, k, stop))
         k = stop + 1
     return found
-
-
-def fits(number: str, windows: int) -> bool:
-    """Whether ``windows`` windows can hold the digits of ``number`` under CTC: a window per
-    digit, and a blank between two equal digits."""
-    repeats = sum(a == b for a, b in zip(number, number[1:], strict=False))
-    return len(number) + repeats <= windows
-
-
-def log_probability(logits: np.ndarray, number: str) -> float:
-    """Step 5: ``log P(number | windows)`` under the head's ``logits`` (K, 11): the CTC sum over
-    every alignment of the digits with the windows; ``-inf`` when the number does not fit (more
-    digits, with the blanks between equal ones, than windows) or holds no digit."""
-    if not number or not fits(number, len(logits)):
-        return -np.inf
-    ctc = CTCLoss(blank=NOT_A_DIGIT)
-    ctc.forward(logits[None].astype(np.float64), [[int(c) for c in number]])
-    return float(ctc.log_probability()[0])
 
 
 def fold_standardisation(head: Sequential, mean: np.ndarray, scale: np.ndarray) -> None:

@@ -110,6 +110,13 @@ def test_a_confident_right_alignment_costs_almost_nothing():
     assert ctc(logits, [[0, 1]]) > 10.0  # the blank between the 0s is what makes two of them
 
 
+def test_the_steps_needed_count_a_blank_between_equal_labels():
+    assert CTCLoss.steps_needed([]) == 0
+    assert CTCLoss.steps_needed([0, 1, 0]) == 3
+    assert CTCLoss.steps_needed([1, 1, 1]) == 5
+    assert CTCLoss.steps_needed("4711") == 5  # any sequence: a number's digit string too
+
+
 def test_impossible_and_malformed_inputs_are_refused():
     ctc = CTCLoss(blank=BLANK)
     logits = np.zeros((1, 3, 3))

@@ -1,7 +1,7 @@
 """``npcnn.digits.number_sequence``: the sequence head over the number readers' windows.
 
-Its pieces on constructed inputs (context stacking, best-path decoding, CTC scoring, folding the
-standardisation into the first layer); the shipped head reading drawn numbers through
+Its pieces on constructed inputs (context stacking, best-path decoding, folding
+the standardisation into the first layer); the shipped head reading drawn numbers through
 ``Recogniser`` (and a head trained for other readers left unused); a tiny run of
 ``train_number_sequence.py``.
 """
@@ -72,15 +72,6 @@ def test_a_digits_confidence_is_its_best_window_and_its_window_is_that_one():
     (three,) = ns.decode(logits)
     assert three.window == 1
     assert three.confidence == pytest.approx(npcnn.softmax(logits[1])[3])
-
-
-def test_scoring_a_reading_is_the_ctc_probability_of_its_digits():
-    logits = confident([BLANK, 4, BLANK, 1, 1, BLANK])
-    assert ns.log_probability(logits, "41") > -1e-3
-    assert ns.log_probability(logits, "411") < -10
-    assert ns.log_probability(logits, "4") < -10
-    assert ns.log_probability(logits, "") == -np.inf
-    assert ns.log_probability(logits[:2], "111") == -np.inf  # three 1s need five windows
 
 
 def test_folding_the_standardisation_gives_the_same_logits_on_raw_features():
